@@ -1,0 +1,229 @@
+"""GenerationWorker: samples completions for prompts, one interface, two backends.
+
+- `VLLMBackend` (GPU): vLLM's offline `LLM` with per-request seeds; weights arrive through a vLLM
+  worker extension (`vllm_extension.WeightSyncExtension`, vLLM's documented RLHF pattern:
+  `worker_extension_cls` + `collective_rpc`). vLLM cannot be installed on the CPU development machines,
+  so this backend was written against vLLM's documented API and has NOT been run in this repository's
+  CI; see docs/gpu.md.
+- `TransformersBackend` (CPU, or GPU without vLLM): `model.generate`. Sampling uses the Gumbel-max
+  trick with one torch.Generator per sample, seeded by the driver, so a sample's tokens do not depend on
+  which worker or batch it lands in. That is what lets a prompt's G samples be spread over several
+  workers and still be one group: the driver regroups them by prompt before grading and reward.
+
+Every sample is a request with its own seed; both backends return `Completion`s with token ids, text,
+`num_tokens` (generated tokens, EOS included when emitted, as vLLM counts them) and `finish_reason`
+("stop": ended with EOS, "length": hit max_new_tokens, i.e. truncated).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from ray_effreason.actors.weight_sync import ParamSpec, WeightSyncGroup, receive_weights
+from ray_effreason.tasks.base import render_prompt
+
+
+@dataclass(frozen=True)
+class SampleRequest:
+    request_id: int  # position in the rollout batch: prompt_index * G + sample_index
+    prompt_index: int
+    sample_index: int
+    prompt: str  # the user message; the worker renders it with the chat template
+    seed: int
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    temperature: float
+    top_p: float
+    max_new_tokens: int
+    max_prompt_tokens: int
+
+
+@dataclass
+class Completion:
+    request_id: int
+    prompt_index: int
+    sample_index: int
+    prompt_token_ids: list[int]
+    token_ids: list[int]
+    text: str
+    num_tokens: int
+    finish_reason: str  # "stop" | "length"
+
+
+class SeededGumbelSampler:
+    """A logits processor that turns greedy decoding into seeded sampling, one generator per row.
+
+    argmax(logits / T + Gumbel noise) is an exact sample from softmax(logits / T); drawing the noise from
+    a per-sample generator makes each row's draws independent of batch composition.
+    """
+
+    def __init__(self, seeds: list[int], temperature: float, top_p: float, device: torch.device):
+        self.generators = [torch.Generator(device=device).manual_seed(seed) for seed in seeds]
+        self.temperature, self.top_p = temperature, top_p
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        logits = scores.float() / self.temperature  # (B, V)
+        if self.top_p < 1.0:
+            sorted_logits, order = torch.sort(logits, descending=True, dim=-1)
+            cumulative = sorted_logits.softmax(-1).cumsum(-1)
+            remove = cumulative - sorted_logits.softmax(-1) > self.top_p  # keep the first token past top_p
+            logits = logits.masked_fill(remove.scatter(-1, order, remove), float("-inf"))
+        vocab = logits.shape[-1]
+        uniform = torch.stack([torch.rand(vocab, generator=g, device=logits.device) for g in self.generators])
+        gumbel = -torch.log(-torch.log(uniform.clamp(1e-10, 1.0 - 1e-10)))
+        return logits + gumbel
+
+
+def tokenize_prompts(tokenizer: Any, prompts: list[str], max_prompt_tokens: int) -> list[list[int]]:
+    """Render with the chat template and tokenize; a prompt over the limit is an error, never cut.
+
+    (The paper's code truncates prompts at 512 tokens from the right, which can cut the assistant tag:
+    PAPER.md §1.3. We refuse instead.)
+    """
+    out = []
+    for prompt in prompts:
+        text = render_prompt(prompt, tokenizer)
+        ids = tokenizer(text, add_special_tokens=not getattr(tokenizer, "chat_template", None))["input_ids"]
+        if len(ids) > max_prompt_tokens:
+            raise ValueError(f"prompt of {len(ids)} tokens exceeds --max-prompt-tokens {max_prompt_tokens}: "
+                             f"{prompt[:80]!r}...")
+        out.append(ids)
+    return out
+
+
+class TransformersBackend:
+    def __init__(self, model_path: str, tokenizer_path: str, device: str, seed: int):
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        torch.manual_seed(seed)
+        self.device = torch.device(device)
+        dtype = torch.bfloat16 if device == "cuda" else torch.float32
+        self.tokenizer = AutoTokenizer.from_pretrained(tokenizer_path)
+        self.model = AutoModelForCausalLM.from_pretrained(model_path, dtype=dtype).to(self.device).eval()
+        self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
+
+    @torch.no_grad()
+    def generate(self, prompt_ids: list[list[int]], seeds: list[int], sampling: SamplingConfig,
+                 batch_size: int) -> list[tuple[list[int], str]]:
+        from transformers import GenerationConfig, LogitsProcessorList
+
+        results: list[tuple[list[int], str]] = []
+        eos = self.tokenizer.eos_token_id
+        config = GenerationConfig(do_sample=False, max_new_tokens=sampling.max_new_tokens, eos_token_id=eos,
+                                  pad_token_id=self.pad_id)
+        for start in range(0, len(prompt_ids), batch_size):
+            chunk, chunk_seeds = prompt_ids[start:start + batch_size], seeds[start:start + batch_size]
+            width = max(len(ids) for ids in chunk)
+            input_ids = torch.tensor([[self.pad_id] * (width - len(ids)) + ids for ids in chunk], device=self.device)
+            attention = torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for ids in chunk], device=self.device)
+            sampler = SeededGumbelSampler(chunk_seeds, sampling.temperature, sampling.top_p, self.device)
+            output = self.model.generate(input_ids=input_ids, attention_mask=attention, generation_config=config,
+                                         logits_processor=LogitsProcessorList([sampler]))
+            for row in output[:, width:].tolist():
+                if eos in row:
+                    results.append((row[: row.index(eos) + 1], "stop"))
+                else:
+                    results.append((row, "length"))
+        return results
+
+    def load_weights(self, named_tensors) -> None:
+        params = dict(self.model.named_parameters())
+        with torch.no_grad():
+            for name, tensor in named_tensors:
+                params[name].copy_(tensor)
+
+    def named_parameters(self):
+        return self.model.named_parameters()
+
+
+class VLLMBackend:
+    """Thin wrapper over vLLM's offline API (written against the docs; not run on the CPU machines)."""
+
+    def __init__(self, model_path: str, tokenizer_path: str, seed: int, tensor_parallel_size: int,
+                 gpu_memory_utilization: float, max_model_len: int):
+        from vllm import LLM
+
+        self.llm = LLM(model=model_path, tokenizer=tokenizer_path, seed=seed, dtype="bfloat16",
+                       tensor_parallel_size=tensor_parallel_size, gpu_memory_utilization=gpu_memory_utilization,
+                       max_model_len=max_model_len, enable_prefix_caching=True,
+                       distributed_executor_backend="ray" if tensor_parallel_size > 1 else None,
+                       worker_extension_cls="ray_effreason.actors.vllm_extension.WeightSyncExtension")
+        self.tokenizer = self.llm.get_tokenizer()
+        self.tensor_parallel_size = tensor_parallel_size
+
+    def generate(self, prompt_ids: list[list[int]], seeds: list[int], sampling: SamplingConfig,
+                 batch_size: int) -> list[tuple[list[int], str]]:
+        from vllm import SamplingParams
+        from vllm.inputs import TokensPrompt
+
+        params = [SamplingParams(n=1, temperature=sampling.temperature, top_p=sampling.top_p,
+                                 max_tokens=sampling.max_new_tokens, seed=seed) for seed in seeds]
+        outputs = self.llm.generate([TokensPrompt(prompt_token_ids=ids) for ids in prompt_ids], params,
+                                    use_tqdm=False)
+        return [(list(out.outputs[0].token_ids), "stop" if out.outputs[0].finish_reason == "stop" else "length")
+                for out in outputs]
+
+
+class GenerationWorker:
+    """Ray actor: `generate(requests)` -> Completions; receives weights from learner rank 0."""
+
+    def __init__(self, model_path: str, tokenizer_path: str | None, backend: str, device: str, seed: int,
+                 num_threads: int = 1, tensor_parallel_size: int = 1, gpu_memory_utilization: float = 0.85,
+                 max_model_len: int = 32768, generation_batch_size: int = 64):
+        if device == "cpu":
+            torch.set_num_threads(num_threads)
+        tokenizer_path = tokenizer_path or model_path
+        self.backend_name = backend
+        if backend == "vllm":
+            self.backend = VLLMBackend(model_path, tokenizer_path, seed, tensor_parallel_size,
+                                       gpu_memory_utilization, max_model_len)
+        elif backend == "transformers":
+            self.backend = TransformersBackend(model_path, tokenizer_path, device, seed)
+        else:
+            raise ValueError(f"backend={backend!r}; choose one of ['vllm', 'transformers']")
+        self.tokenizer = self.backend.tokenizer
+        self.generation_batch_size = generation_batch_size
+        self.sync_group: WeightSyncGroup | None = None
+
+    def generate(self, requests: list[SampleRequest], sampling: SamplingConfig) -> list[Completion]:
+        prompt_ids = tokenize_prompts(self.tokenizer, [request.prompt for request in requests],
+                                      sampling.max_prompt_tokens)
+        outputs = self.backend.generate(prompt_ids, [request.seed for request in requests], sampling,
+                                        self.generation_batch_size)
+        completions = []
+        for request, ids, (token_ids, finish_reason) in zip(requests, prompt_ids, outputs):
+            completions.append(Completion(
+                request_id=request.request_id, prompt_index=request.prompt_index,
+                sample_index=request.sample_index, prompt_token_ids=ids, token_ids=token_ids,
+                text=self.tokenizer.decode(token_ids, skip_special_tokens=True), num_tokens=len(token_ids),
+                finish_reason=finish_reason))
+        return completions
+
+    # ------------------------------------------------------------------ weight sync (ranks 1..N)
+
+    def init_weight_sync(self, host: str, port: int, rank: int, world_size: int, backend: str) -> None:
+        if self.backend_name == "vllm":
+            # Each tensor-parallel shard of the engine is its own rank: rank, rank + 1, ...
+            self.backend.llm.collective_rpc("init_weight_sync", args=(host, port, rank, world_size, backend))
+        else:
+            self.sync_group = WeightSyncGroup(host, port, rank, world_size, backend)
+
+    def receive_weights(self, specs: list[ParamSpec]) -> None:
+        if self.backend_name == "vllm":
+            self.backend.llm.collective_rpc("receive_weights", args=(specs,))
+            self.backend.llm.reset_prefix_cache()  # cached KV blocks belong to the old weights
+        else:
+            self.backend.load_weights(receive_weights(self.sync_group, specs))
+
+    def weights_for_test(self) -> dict[str, Any]:
+        """CPU copies of the weights (transformers backend), for tests that compare with the learner."""
+        return {name: tensor.detach().cpu().clone() for name, tensor in self.backend.named_parameters()}
+
+    def pid(self) -> int:
+        return os.getpid()

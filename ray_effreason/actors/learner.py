@@ -1,0 +1,260 @@
+"""LearnerWorker: one DeepSpeed rank of the policy-update group.
+
+K ranks joined by torch.distributed (NCCL on GPU, gloo on CPU) through `deepspeed.init_distributed`;
+ZeRO stage 0-3; bf16 on GPU, fp32 on CPU; gradient accumulation over micro-batches (DeepSpeed counts
+them: train_batch_size = micro_batch_size * accumulation * ranks); gradient clipping; the frozen
+reference model for the KL term.
+
+One call to `train` = one rollout batch shard -> `optimizer_steps` optimizer steps (the paper: 256
+samples, two steps of 128, one PPO epoch). Old log-probs (for the PPO ratio) and reference log-probs are
+computed by this rank before its first update, on the same model the update uses, as OpenRLHF does.
+
+Departures from the paper's code, on purpose:
+- log-probs are computed on logits / temperature, the distribution the samples were drawn from (the
+  paper's temperature is 1.0, where this changes nothing);
+- the reference model is a plain frozen replica on each rank, not a ZeRO-3 sharded engine (7B in bf16
+  fits a GPU; shard it if yours does not);
+- batch advantage whitening (OpenRLHF's, PAPER.md §1.4) is off unless `whiten_advantages` is set.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import asdict
+from typing import Any
+
+import torch
+
+from ray_effreason.actors.weight_sync import ParamSpec, WeightSyncGroup, free_port, param_specs, send_weights
+from ray_effreason.config import LearnerConfig, LossConfig
+from ray_effreason.losses import kl_penalized_advantages, policy_loss, token_logprobs
+
+
+def deepspeed_config(learner: LearnerConfig, world_size: int, device: str) -> dict[str, Any]:
+    accumulation = learner.train_batch_size // (learner.micro_batch_size * world_size)
+    zero: dict[str, Any] = {"stage": learner.zero_stage}
+    if learner.offload_optimizer:
+        zero["offload_optimizer"] = {"device": "cpu", "pin_memory": True}
+    config: dict[str, Any] = {
+        "train_batch_size": learner.train_batch_size,
+        "train_micro_batch_size_per_gpu": learner.micro_batch_size,
+        "gradient_accumulation_steps": accumulation,
+        "gradient_clipping": learner.grad_clip,
+        "zero_optimization": zero,
+        "bf16": {"enabled": device == "cuda"},
+        # Constant LR after a linear warmup: HF constant_with_warmup, as the paper's run (PAPER.md §2).
+        "scheduler": {"type": "WarmupLR", "params": {"warmup_min_lr": 0.0, "warmup_max_lr": learner.lr,
+                                                     "warmup_num_steps": max(learner.warmup_steps, 1),
+                                                     "warmup_type": "linear"}},
+        "steps_per_print": 10**9,
+        "wall_clock_breakdown": False,
+    }
+    if device == "cuda":
+        # DeepSpeed picks FusedAdam (or CPUAdam with offload). AdamW betas (0.9, 0.95) as the paper.
+        config["optimizer"] = {"type": "AdamW", "params": {"lr": learner.lr, "betas": [0.9, 0.95],
+                                                           "weight_decay": learner.weight_decay}}
+    else:
+        # On CPU DeepSpeed's fused optimizers are unavailable: torch AdamW as a client optimizer.
+        config["zero_allow_untested_optimizer"] = True
+    return config
+
+
+def pad_right(rows: list[list[int]], pad_id: int) -> torch.Tensor:
+    width = max(len(row) for row in rows)
+    return torch.tensor([row + [pad_id] * (width - len(row)) for row in rows], dtype=torch.long)
+
+
+class LearnerWorker:
+    """Ray actor: rank `rank` of `world_size`; rank 0 also sends weights to the generation workers."""
+
+    def __init__(self, rank: int, world_size: int, master_addr: str, master_port: int, model_path: str,
+                 learner: LearnerConfig, loss: LossConfig, temperature: float, max_new_tokens: int,
+                 device: str, seed: int, num_threads: int = 1):
+        import deepspeed
+        from transformers import AutoModelForCausalLM
+
+        os.environ.update(MASTER_ADDR=master_addr, MASTER_PORT=str(master_port), RANK=str(rank),
+                          WORLD_SIZE=str(world_size), LOCAL_RANK="0", LOCAL_WORLD_SIZE="1")
+        if device == "cpu":
+            torch.set_num_threads(num_threads)
+        else:
+            torch.cuda.set_device(0)  # Ray sets CUDA_VISIBLE_DEVICES to this actor's GPU
+        deepspeed.init_distributed(dist_backend="nccl" if device == "cuda" else "gloo")
+        torch.manual_seed(seed)
+        self.rank, self.world_size, self.device = rank, world_size, torch.device(device, 0) if device == "cuda" else torch.device("cpu")
+        self.learner, self.loss, self.temperature, self.max_new_tokens = learner, loss, temperature, max_new_tokens
+        dtype = torch.bfloat16 if device == "cuda" else torch.float32
+        model = AutoModelForCausalLM.from_pretrained(model_path, dtype=dtype)
+        if learner.gradient_checkpointing:
+            model.gradient_checkpointing_enable()
+        self.pad_id = model.config.pad_token_id if model.config.pad_token_id is not None else 0
+        self.reference = None
+        if loss.kl_coef > 0:
+            self.reference = AutoModelForCausalLM.from_pretrained(model_path, dtype=dtype).to(self.device).eval()
+            self.reference.requires_grad_(False)
+        config = deepspeed_config(learner, world_size, device)
+        optimizer = None
+        if device == "cpu":
+            optimizer = torch.optim.AdamW(model.parameters(), lr=learner.lr, betas=(0.9, 0.95),
+                                          weight_decay=learner.weight_decay)
+        self.engine, *_ = deepspeed.initialize(model=model, optimizer=optimizer, config=config)
+        self.sync_group: WeightSyncGroup | None = None
+
+    # ------------------------------------------------------------------ update
+
+    def _logprobs(self, model: torch.nn.Module, input_ids: torch.Tensor, attention: torch.Tensor) -> torch.Tensor:
+        logits = model(input_ids=input_ids, attention_mask=attention).logits[:, :-1]  # (b, T-1, V)
+        return token_logprobs(logits.float() / self.temperature, input_ids[:, 1:])  # (b, T-1)
+
+    def _micro_batches(self, samples: list[dict[str, Any]]) -> list[dict[str, torch.Tensor]]:
+        batches = []
+        size = self.learner.micro_batch_size
+        for start in range(0, len(samples), size):
+            chunk = samples[start:start + size]
+            rows = [sample["prompt_token_ids"] + sample["token_ids"] for sample in chunk]
+            input_ids = pad_right(rows, self.pad_id)
+            attention = pad_right([[1] * len(row) for row in rows], 0)
+            # mask over predicted positions (T-1): completion tokens only
+            mask = torch.zeros(input_ids.shape[0], input_ids.shape[1] - 1)
+            for index, sample in enumerate(chunk):
+                prompt_len = len(sample["prompt_token_ids"])
+                mask[index, prompt_len - 1: prompt_len - 1 + len(sample["token_ids"])] = 1.0
+            advantages = torch.tensor([sample["advantage"] for sample in chunk], dtype=torch.float32)
+            batches.append({"input_ids": input_ids.to(self.device), "attention": attention.to(self.device),
+                            "mask": mask.to(self.device), "advantages": advantages.to(self.device)})
+        return batches
+
+    @torch.no_grad()
+    def _prepare(self, batches: list[dict[str, torch.Tensor]]) -> dict[str, float]:
+        """Old and reference log-probs, then per-token advantages (k1 KL in the reward, as the paper)."""
+        kl_sum = kl_count = 0.0
+        for batch in batches:
+            batch["old_logprobs"] = self._logprobs(self.engine.module, batch["input_ids"], batch["attention"])
+            if self.reference is not None:
+                batch["ref_logprobs"] = self._logprobs(self.reference, batch["input_ids"], batch["attention"])
+                log_ratio = (batch["old_logprobs"] - batch["ref_logprobs"]) * batch["mask"]
+                kl_sum += float(log_ratio.sum())
+                kl_count += float(batch["mask"].sum())
+            if self.loss.kl_estimator == "k1" and self.reference is not None:
+                batch["token_advantages"] = kl_penalized_advantages(
+                    batch["advantages"], batch["old_logprobs"], batch["ref_logprobs"], batch["mask"],
+                    self.loss.kl_coef)
+            else:
+                batch["token_advantages"] = batch["advantages"][:, None].expand_as(batch["mask"]).clone()
+        if self.loss.whiten_advantages:
+            self._whiten_globally(batches)
+        return {"kl_to_ref": kl_sum / max(kl_count, 1.0)}
+
+    def _whiten_globally(self, batches: list[dict[str, torch.Tensor]]) -> None:
+        """Token-weighted whitening over the whole rollout batch, all ranks (OpenRLHF's, PAPER.md §1.4).
+
+        Not advantages.whiten: that one sees one tensor; these statistics span micro-batches and ranks.
+        """
+        import torch.distributed as dist
+
+        stats = torch.zeros(3, dtype=torch.float64, device=self.device)
+        for batch in batches:
+            values, mask = batch["token_advantages"].double(), batch["mask"].double()
+            stats += torch.stack([(values * mask).sum(), (values * values * mask).sum(), mask.sum()])
+        dist.all_reduce(stats)
+        mean = stats[0] / stats[2]
+        std = (stats[1] / stats[2] - mean * mean).clamp_min(0).sqrt()
+        for batch in batches:
+            batch["token_advantages"] = ((batch["token_advantages"] - mean) / (std + 1e-8)).float() * batch["mask"]
+
+    def train(self, samples: list[dict[str, Any]]) -> dict[str, float]:
+        """Update on this rank's shard: len(samples) = optimizer_steps * train_batch_size / world_size."""
+        self.engine.train()
+        batches = self._micro_batches(samples)
+        metrics = self._prepare(batches)
+        totals: dict[str, float] = {}
+        accumulation = self.engine.gradient_accumulation_steps()
+        steps = 0
+        for index, batch in enumerate(batches):
+            logprobs = self._logprobs(self.engine, batch["input_ids"], batch["attention"])
+            loss, loss_metrics = policy_loss(
+                logprobs, batch["old_logprobs"], batch["token_advantages"], batch["mask"],
+                clip_low=self.loss.clip_low, clip_high=self.loss.clip_high, aggregation=self.loss.aggregation,
+                ref_logprobs=batch.get("ref_logprobs") if self.loss.kl_estimator == "k3" else None,
+                kl_coef=self.loss.kl_coef if self.loss.kl_estimator == "k3" else 0.0,
+                kl_estimator="k3", norm_tokens=self.max_new_tokens)
+            self.engine.backward(loss)
+            self.engine.step()
+            for key, value in loss_metrics.items():
+                totals[key] = totals.get(key, 0.0) + float(value)
+            if (index + 1) % accumulation == 0:
+                steps += 1
+                norm = self.engine.get_global_grad_norm()
+                if norm is not None:
+                    totals["grad_norm"] = totals.get("grad_norm", 0.0) + float(norm) * len(batches)
+        metrics.update({key: value / len(batches) for key, value in totals.items()})
+        if "grad_norm" in metrics:
+            metrics["grad_norm"] /= max(steps, 1)
+        metrics["optimizer_steps"] = float(steps)
+        metrics["lr"] = float(self.engine.get_lr()[0])
+        return metrics
+
+    # ------------------------------------------------------------------ weights
+
+    def _gathered(self, parameter: torch.nn.Parameter):
+        if self.learner.zero_stage == 3:
+            import deepspeed
+
+            return deepspeed.zero.GatheredParameters([parameter], modifier_rank=None)
+        return contextlib.nullcontext()
+
+    def _full_named_parameters(self):
+        """(name, full tensor) one at a time; under ZeRO-3 every rank must iterate together."""
+        for name, parameter in self.engine.module.named_parameters():
+            with self._gathered(parameter):
+                yield name, parameter.data
+
+    def weight_specs(self) -> list[ParamSpec]:
+        specs = []
+        for name, parameter in self.engine.module.named_parameters():
+            shape = tuple(getattr(parameter, "ds_shape", parameter.shape))
+            specs.append(ParamSpec(name, shape, str(parameter.dtype).removeprefix("torch.")))
+        return specs
+
+    def sync_address(self) -> tuple[str, int]:
+        import ray
+
+        return ray.util.get_node_ip_address(), free_port()
+
+    def init_weight_sync(self, host: str, port: int, world_size: int, backend: str) -> None:
+        if self.rank == 0:
+            self.sync_group = WeightSyncGroup(host, port, 0, world_size, backend)
+
+    def broadcast_weights(self, specs: list[ParamSpec]) -> None:
+        """All learner ranks call this (ZeRO-3 gathers collectively); only rank 0 sends."""
+        if self.rank == 0:
+            send_weights(self.sync_group, self._full_named_parameters(), specs)
+        else:
+            for _ in self._full_named_parameters():
+                pass
+
+    def weights_for_test(self) -> dict[str, torch.Tensor]:
+        return {name: tensor.detach().cpu().clone().float() for name, tensor in self._full_named_parameters()}
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def save_checkpoint(self, directory: str, tokenizer_path: str | None = None) -> None:
+        """DeepSpeed state (optimizer, scheduler) under directory/deepspeed; HF weights in directory (rank 0)."""
+        self.engine.save_checkpoint(os.path.join(directory, "deepspeed"), tag="state")
+        state = {name: tensor.detach().cpu().clone() for name, tensor in self._full_named_parameters()}
+        if self.rank == 0:
+            module = self.engine.module
+            module.save_pretrained(directory, state_dict=state, safe_serialization=True)
+            if tokenizer_path:
+                from transformers import AutoTokenizer
+
+                AutoTokenizer.from_pretrained(tokenizer_path).save_pretrained(directory)
+
+    def load_checkpoint(self, directory: str) -> None:
+        path, _ = self.engine.load_checkpoint(os.path.join(directory, "deepspeed"), tag="state")
+        if path is None:
+            raise FileNotFoundError(f"no DeepSpeed checkpoint under {directory}/deepspeed")
+
+    def config_for_log(self) -> dict[str, Any]:
+        return {"learner": asdict(self.learner), "loss": asdict(self.loss), "world_size": self.world_size}

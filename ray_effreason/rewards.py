@@ -1,0 +1,139 @@
+"""Rewards on a (B, G) batch: B prompts, G samples each (Arora & Zanette 2025, PAPER.md §1).
+
+    r = 1[correct] * (1 - alpha * sigmoid((n - mean) / (std + 1e-7)))
+
+mean and std are taken over the *correct* samples of the same prompt (one row) only. Grading is not
+done here: callers pass `correct` (bool) and `num_tokens` (completion tokens). Inputs may be numpy
+arrays or torch tensors; the result is the same kind. torch is never imported at module import time:
+the driver process that computes rewards should stay light.
+"""
+
+import numbers
+
+import numpy as np
+
+# Added to the std in the denominator, as the paper's reward server does (PAPER §1.2). With one correct
+# sample, or several of equal length, n - mean = 0 exactly (integer token counts), so z = 0.
+STD_EPS = 1e-7
+
+
+def length_penalized_rewards(correct, num_tokens, alpha):
+    """The paper's length-penalized reward for a (B, G) batch.
+
+    Args:
+        correct: (B, G) bool (or 0/1) -- the sample's answer is right AND it ended with EOS.
+        num_tokens: (B, G) completion lengths in tokens, >= 0.
+        alpha: penalty strength in [0, 1); 0 gives plain correctness.
+
+    Returns:
+        (B, G) float rewards, numpy float64 for numpy input; a torch tensor (on the input's device) of
+        the default float dtype when either input is a torch tensor.
+
+    Per prompt (row), z is the z-score of a correct sample's length among that row's correct samples,
+    with the *population* std (ddof 0), as `np.std` in the paper's server. Wrong samples get 0 and do
+    not enter the statistics. One correct sample, or equal lengths, give z = 0 and reward 1 - alpha/2;
+    no correct sample gives a row of zeros (and zero RLOO advantages). With G samples |z| <= sqrt(G-1).
+
+    Truncation is the CALLER's job: a sample cut off at max_new_tokens (no EOS) must be passed as not
+    correct (the paper's `--check_eos`). It then never enters the statistics. The original code graded
+    such a sample again in a second pass, and when it was the only correct one of its prompt the length
+    table had no entry: KeyError, HTTP 500, training crash (PAPER §1.3). Here a truncated sample can
+    neither shift the other samples' z nor crash anything.
+
+    Lengths are completion tokens. The paper's LEN also counts the prompt (+ BOS), but that part is the
+    same for all G samples of a prompt, so it cancels in n - mean and leaves std unchanged: the same z.
+
+    Worked numbers (PAPER §1.3): 8 correct samples of 1000, 1500, ..., 4500 tokens, alpha = 0.2:
+
+    >>> lengths = np.arange(1000, 5000, 500)[None, :]                  # (1, 8)
+    >>> rewards = length_penalized_rewards(np.ones((1, 8), bool), lengths, 0.2)
+    >>> np.round(rewards, 3)
+    array([[0.964, 0.95 , 0.932, 0.911, 0.889, 0.868, 0.85 , 0.836]])
+
+    Only correct samples count; a lone correct sample gets 1 - alpha/2:
+
+    >>> length_penalized_rewards(np.array([[True, False, False]]), np.array([[900, 50, 32000]]), 0.2)
+    array([[0.9, 0. , 0. ]])
+    """
+    correct, num_tokens, like = _validated(correct, num_tokens)
+    # alpha >= 1: sigmoid(z) -> 1 for a long correct answer (with G samples it reaches
+    # sigmoid(sqrt(G-1))), so 1 - alpha * sigmoid(z) <= 0 would score it at or below a wrong or
+    # truncated answer (0). The policy could then gain by failing instead of finishing, and the
+    # paper's guarantee that accuracy is preserved (Props. 4.3/4.4, alpha < 1) is gone.
+    if isinstance(alpha, bool) or not (isinstance(alpha, numbers.Real) and 0.0 <= alpha < 1.0):
+        raise ValueError(
+            f"alpha must be a number in [0, 1), got {alpha!r}: with alpha >= 1 a long correct answer "
+            "would score at or below a wrong one (reward 0)"
+        )
+
+    lengths = num_tokens.astype(np.float64)  # (B, G)
+    num_correct = correct.sum(axis=1, keepdims=True)  # (B, 1)
+    denominator = np.maximum(num_correct, 1)  # rows with no correct sample: mean/std unused
+    mean = np.where(correct, lengths, 0.0).sum(axis=1, keepdims=True) / denominator  # (B, 1)
+    # Zero the deviation of wrong samples *before* dividing, so a wrong sample of any length cannot
+    # produce an overflow or warning in exp() below.
+    deviation = np.where(correct, lengths - mean, 0.0)  # (B, G)
+    std = np.sqrt((deviation**2).sum(axis=1, keepdims=True) / denominator)  # (B, 1), ddof 0
+    z = deviation / (std + STD_EPS)
+    sigmoid = 1.0 / (1.0 + np.exp(-z))
+    rewards = np.where(correct, 1.0 - alpha * sigmoid, 0.0)
+    return _like(rewards, like)
+
+
+def correctness_rewards(correct):
+    """Plain 0/1 correctness reward for a (B, G) batch: the alpha = 0 case (the untouched baseline).
+
+    >>> correctness_rewards(np.array([[True, False], [False, False]]))
+    array([[1., 0.],
+           [0., 0.]])
+    """
+    correct, _, like = _validated(correct, None)
+    return _like(correct.astype(np.float64), like)
+
+
+# ---------------------------------------------------------------------------------------------------
+# numpy / torch plumbing
+
+
+def _is_torch(value):
+    # Lazy detection: no torch import here. Covers torch.Tensor and subclasses (nn.Parameter).
+    return type(value).__module__.split(".")[0] == "torch"
+
+
+def _to_numpy(value):
+    if _is_torch(value):
+        return value.detach().cpu().numpy()
+    return np.asarray(value)
+
+
+def _like(result, like):
+    """numpy float64 -> a torch tensor of the default float dtype on `like`'s device, if `like` is one."""
+    if like is None:
+        return result
+    import torch  # only reached when the caller already handed us torch tensors
+
+    return torch.as_tensor(result, dtype=torch.get_default_dtype(), device=like.device)
+
+
+def _validated(correct, num_tokens):
+    """Check shapes and values; return numpy (correct: bool, num_tokens) and the torch input, if any."""
+    like = next((x for x in (correct, num_tokens) if _is_torch(x)), None)
+    correct_np = _to_numpy(correct)
+    if correct_np.ndim != 2:
+        raise ValueError(f"correct must be 2-D (B prompts, G samples), got shape {correct_np.shape}")
+    if correct_np.dtype != np.bool_:
+        if not np.isin(correct_np, (0, 1)).all():
+            raise ValueError("correct must be bool or 0/1 values")
+        correct_np = correct_np.astype(bool)
+    if num_tokens is None:
+        return correct_np, None, like
+    num_tokens_np = _to_numpy(num_tokens)
+    if num_tokens_np.shape != correct_np.shape:
+        raise ValueError(
+            f"num_tokens shape {num_tokens_np.shape} must equal correct shape {correct_np.shape}"
+        )
+    if not (np.issubdtype(num_tokens_np.dtype, np.integer) or np.issubdtype(num_tokens_np.dtype, np.floating)):
+        raise ValueError(f"num_tokens must be real numbers (token counts), got dtype {num_tokens_np.dtype}")
+    if not (np.isfinite(num_tokens_np).all() and (num_tokens_np >= 0).all()):
+        raise ValueError("num_tokens must be finite and >= 0 (completion lengths in tokens)")
+    return correct_np, num_tokens_np, like

@@ -1,0 +1,324 @@
+"""A built-in synthetic reasoning task: chains of single-digit operations modulo 10.
+
+It exists so a newcomer can watch the paper's effect on a laptop in minutes: a tiny model that
+"thinks too long" (it was fine-tuned on verbose traces) is RL-trained with the length penalty of
+Arora & Zanette (2025, Eq. 1) and learns to think shorter at the same accuracy.
+
+Problem. Level L has L+1 single-digit operands joined by `+`/`-`; the answer is the value mod 10:
+
+    Compute (3+8-5+9) mod 10.
+
+Minimal trace. One line per operation; each line is the remaining expression with its first
+operation evaluated, so every step is one lookup in a 200-entry table plus a copy of the rest of the
+line above (small-model friendly; the final line is the answer):
+
+    <think>
+    1-5+9
+    6+9
+    5
+    </think>
+
+    \\boxed{5}
+
+Verbose traces. At every step boundary (before the first line and after each line) the writer
+decides, by a biased coin, whether to add one more redundant line, and keeps deciding until the coin
+says no or `max_per_boundary` is reached. A redundant line is one of the kinds reasoning models
+produce (paper §6 counts "verification" and "backtracking"): a check ("check 1-5=6 yes"), a restatement
+("so far 1-5+9") or a wait detour that returns to the same value ("wait, 1-5 ... =6 again"). The
+decision is the first token of the next line (a digit continues, `check`/`so`/`wait` adds redundancy),
+so RL can push its probability down; the redundancy never changes any value, hence never the answer.
+
+Splits. A problem belongs to the test split when a hash of its expression falls in the test bucket
+(a quarter of all problems), else to train, so the splits are disjoint by construction.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import random
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+from ray_effreason.tasks.base import DataError, Example, Task, read_jsonl
+
+OPERATORS = ("+", "-")
+TEST_BUCKETS = 4  # a problem is in test when hash % 4 == 0: level 1 has 200 problems, 50 in test
+ENUMERATE_UP_TO = 100_000  # levels with at most this many problems are enumerated, larger ones sampled
+DEFAULT_NUM_EXAMPLES = {"train": 10_000, "test": 300}
+PROMPT_PATTERN = re.compile(r"Compute \(([0-9+\-]+)\) mod 10\.")
+
+
+@dataclass(frozen=True)
+class VerboseStyle:
+    """How verbose reference traces are sampled (defaults give ~2.5x the minimal length)."""
+
+    redundancy_probability: float = 0.6  # P(one more redundant line) at each step boundary
+    max_per_boundary: int = 3  # cap, so a level-6 verbose trace stays under ~200 tokens
+    kinds: tuple[str, ...] = ("check", "restate", "wait")  # sampled uniformly
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.redundancy_probability < 1.0:
+            raise ValueError(f"redundancy_probability must be in [0, 1), got {self.redundancy_probability}")
+        if self.max_per_boundary < 0:
+            raise ValueError(f"max_per_boundary must be >= 0, got {self.max_per_boundary}")
+        unknown = [kind for kind in self.kinds if kind not in REDUNDANT_LINES]
+        if unknown or not self.kinds:
+            raise ValueError(f"unknown redundancy kinds {unknown}; valid: {sorted(REDUNDANT_LINES)}")
+
+
+# ---------------------------------------------------------------- problems and traces
+
+def evaluate_first(expression: str) -> str:
+    """Evaluate the first operation of an expression like "3+8-5" (mod 10); return the rest.
+
+    >>> evaluate_first("3+8-5+9")
+    '1-5+9'
+    >>> evaluate_first("1-5")
+    '6'
+    """
+    first, operator, second, rest = expression[0], expression[1], expression[2], expression[3:]
+    value = int(first) + int(second) if operator == "+" else int(first) - int(second)
+    return f"{value % 10}{rest}"
+
+
+def trace_states(expression: str) -> list[str]:
+    """The lines of the minimal trace: each state after one more operation; the last is the answer.
+
+    >>> trace_states("3+8-5+9")
+    ['1-5+9', '6+9', '5']
+    """
+    states = []
+    while len(expression) > 1:
+        expression = evaluate_first(expression)
+        states.append(expression)
+    return states
+
+
+def answer_of(expression: str) -> str:
+    """The value of the expression mod 10.
+
+    >>> answer_of("3+8-5+9")
+    '5'
+    """
+    return trace_states(expression)[-1] if len(expression) > 1 else expression
+
+
+def _check_line(state: str) -> str:
+    if len(state) == 1:
+        return f"check {state} yes"
+    return f"check {state[:3]}={evaluate_first(state[:3])} yes"
+
+
+def _restate_line(state: str) -> str:
+    return f"so far {state}"
+
+
+def _wait_line(state: str) -> str:
+    if len(state) == 1:
+        return f"wait, ... {state} again"
+    return f"wait, {state[:3]} ... ={evaluate_first(state[:3])} again"
+
+
+# Each redundant line only re-derives or repeats the current state (the line above it), so it
+# can never change a value; the next step line is the same whatever was inserted.
+REDUNDANT_LINES = {"check": _check_line, "restate": _restate_line, "wait": _wait_line}
+
+
+def render_completion(expression: str, lines: Sequence[str]) -> str:
+    """The chat completion (without EOS, which is a token the trainer appends): think block + box."""
+    body = "".join(f"{line}\n" for line in lines)
+    return f"<think>\n{body}</think>\n\n\\boxed{{{answer_of(expression)}}}"
+
+
+def expression_of(example: Example) -> str:
+    """Recover the expression from the prompt (the prompt is the one place the problem lives)."""
+    match = PROMPT_PATTERN.search(example.prompt)
+    if match is None:
+        raise ValueError(f"{example.id}: not a synthetic prompt: {example.prompt!r}")
+    return match.group(1)
+
+
+def minimal_completion(example: Example) -> str:
+    """The shortest correct completion: one line per operation.
+
+    >>> minimal_completion(Example(id="x", prompt="Compute (3+8-5+9) mod 10.", gold="5"))
+    '<think>\\n1-5+9\\n6+9\\n5\\n</think>\\n\\n\\\\boxed{5}'
+    """
+    expression = expression_of(example)
+    return render_completion(expression, trace_states(expression))
+
+
+def verbose_completion(example: Example, rng: random.Random, style: VerboseStyle = VerboseStyle()) -> str:
+    """A correct completion with random redundant lines at step boundaries (same answer).
+
+    >>> example = Example(id="x", prompt="Compute (3+8) mod 10.", gold="1")
+    >>> verbose_completion(example, random.Random(0), VerboseStyle(redundancy_probability=0.0))
+    '<think>\\n1\\n</think>\\n\\n\\\\boxed{1}'
+    """
+    expression = expression_of(example)
+    lines: list[str] = []
+    for index, state in enumerate([expression, *trace_states(expression)]):
+        if index > 0:  # boundary 0 is before the first line; the expression itself is not written
+            lines.append(state)
+        for _ in range(style.max_per_boundary):
+            if rng.random() >= style.redundancy_probability:
+                break
+            lines.append(REDUNDANT_LINES[rng.choice(style.kinds)](state))
+    return render_completion(expression, lines)
+
+
+def split_of(expression: str) -> str:
+    """"test" for a quarter of all problems (by a hash of the expression), else "train"."""
+    digest = hashlib.sha1(expression.encode("ascii")).digest()
+    return "test" if int.from_bytes(digest[:8], "big") % TEST_BUCKETS == 0 else "train"
+
+
+def _random_expression(level: int, rng: random.Random) -> str:
+    parts = [str(rng.randrange(10))]
+    for _ in range(level):
+        parts += [rng.choice(OPERATORS), str(rng.randrange(10))]
+    return "".join(parts)
+
+
+def _all_expressions(level: int) -> list[str]:
+    digits = "0123456789"
+    pools = [digits] + [OPERATORS, digits] * level
+    return ["".join(parts) for parts in itertools.product(*pools)]
+
+
+def sample_expressions(level: int, split: str, count: int, rng: random.Random) -> list[str]:
+    """`count` distinct problems of one level in one split; repeats only once the split's pool is used up."""
+    if 10 ** (level + 1) * 2**level <= ENUMERATE_UP_TO:
+        pool = [expression for expression in _all_expressions(level) if split_of(expression) == split]
+        rng.shuffle(pool)
+        return [pool[index % len(pool)] for index in range(count)]
+    chosen: dict[str, None] = {}  # insertion-ordered set
+    while len(chosen) < count:
+        expression = _random_expression(level, rng)
+        if split_of(expression) == split:
+            chosen.setdefault(expression)
+    return list(chosen)
+
+
+def count_tokens(texts: Sequence[str], tokenizer: Any) -> list[int]:
+    """Tokens of each completion text plus one EOS, as a generator would count them (paper §4 avg_tokens)."""
+    encoded = tokenizer(list(texts), add_special_tokens=False)["input_ids"]
+    eos = 1 if tokenizer.eos_token_id is not None else 0
+    return [len(ids) + eos for ids in encoded]
+
+
+# ---------------------------------------------------------------- the task
+
+class SyntheticArithmetic(Task):
+    """Chains of single-digit +/- modulo 10; gold is the digit; grading via the shared math verifier.
+
+    >>> task = SyntheticArithmetic(split="test", num_examples=6, seed=0)
+    >>> [example.level for example in task.examples]
+    [1, 2, 3, 4, 5, 6]
+    >>> task.grade(minimal_completion(task.examples[0]), task.examples[0])
+    True
+    """
+
+    name = "synthetic"
+
+    def __init__(self, path: str | Path | None = None, split: str = "test", skip_bad_rows: bool = False, *,
+                 num_examples: int | None = None, levels: Sequence[int] = (1, 2, 3, 4, 5, 6), seed: int = 0,
+                 tokenizer: Any | None = None):
+        super().__init__(path, split, skip_bad_rows)
+        if split not in DEFAULT_NUM_EXAMPLES:
+            raise ValueError(f"unknown split {split!r}; valid: {sorted(DEFAULT_NUM_EXAMPLES)}")
+        if not levels or any(level < 1 for level in levels):
+            raise ValueError(f"levels must be a non-empty list of integers >= 1, got {levels}")
+        self.num_examples = DEFAULT_NUM_EXAMPLES[split] if num_examples is None else num_examples
+        self.levels = tuple(levels)
+        self.seed = seed
+        # The tokenizer is only used here, at load time; keeping it out of the state keeps the task
+        # small and picklable (it is shipped to verifier actors).
+        self._tokenizer = tokenizer
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = super().__getstate__()
+        state["_tokenizer"] = None
+        return state
+
+    def _load(self) -> list[Example]:
+        examples = self._read() if self.path is not None else self._generate()
+        if self._tokenizer is not None:
+            counts = count_tokens([minimal_completion(example) for example in examples], self._tokenizer)
+            examples = [_with_min_tokens(example, count) for example, count in zip(examples, counts)]
+        return examples
+
+    def _generate(self) -> list[Example]:
+        # Balanced levels: example i has level levels[i % len(levels)].
+        per_level = {level: sum(1 for index in range(self.num_examples)
+                                if self.levels[index % len(self.levels)] == level) for level in self.levels}
+        # A string seed is hashed with SHA-512 by `random`, so this is stable across processes.
+        expressions = {level: sample_expressions(level, self.split, count,
+                                                 random.Random(f"synthetic-{self.seed}-{self.split}-{level}"))
+                       for level, count in per_level.items()}
+        cursor = {level: 0 for level in self.levels}
+        examples = []
+        for index in range(self.num_examples):
+            level = self.levels[index % len(self.levels)]
+            expression = expressions[level][cursor[level]]
+            cursor[level] += 1
+            example = Example(id=f"synthetic-{self.split}-{self.seed}-{index}", prompt=f"Compute ({expression}) mod 10.",
+                              gold=answer_of(expression), level=level)
+            examples.append(_with_reference(example))
+        return examples
+
+    def _read(self) -> list[Example]:
+        examples = []
+        for line_number, row in read_jsonl(self.path, ("id", "prompt", "gold", "level"), self.skip_bad_rows,
+                                           self.bad_rows):
+            example = Example(id=str(row["id"]), prompt=row["prompt"], gold=str(row["gold"]), level=row["level"],
+                              min_tokens=row.get("min_tokens"))
+            try:
+                if answer_of(expression_of(example)) != example.gold:
+                    raise ValueError(f"gold {example.gold!r} is not the value of the expression")
+            except ValueError as error:
+                message = f"{self.path}:{line_number}: {error}"
+                if not self.skip_bad_rows:
+                    raise DataError(message) from None
+                self.bad_rows.count += 1
+                self.bad_rows.messages.append(message)
+                continue
+            examples.append(_with_reference(example))
+        return examples
+
+    def grade(self, completion: str, example: Example) -> bool | None:
+        return grade_math(completion, example.gold)
+
+
+def _with_reference(example: Example) -> Example:
+    return Example(**{**example.__dict__, "reference": minimal_completion(example)})
+
+
+def _with_min_tokens(example: Example, min_tokens: int) -> Example:
+    return Example(**{**example.__dict__, "min_tokens": min_tokens})
+
+
+def write_examples(examples: Sequence[Example], path: str | Path) -> Path:
+    """Save examples as JSONL that `SyntheticArithmetic(path=...)` reads back."""
+    path = Path(path)
+    with path.open("w", encoding="utf-8") as handle:
+        for example in examples:
+            row = {"id": example.id, "prompt": example.prompt, "gold": example.gold, "level": example.level,
+                   "min_tokens": example.min_tokens}
+            handle.write(json.dumps(row) + "\n")
+    return path
+
+
+# ---------------------------------------------------------------- grading
+
+_BOXED = re.compile(r"\\boxed\{([^{}]*)\}")
+
+
+def grade_math(completion: str, gold: str) -> bool:
+    """Exact match of the last \\boxed{...} (stand-in until ray_effreason.verifiers exists)."""
+    found = _BOXED.findall(completion)
+    return bool(found) and found[-1].strip() == gold.strip()

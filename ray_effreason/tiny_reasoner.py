@@ -1,0 +1,297 @@
+"""A tiny verbose base reasoner for the synthetic task: a ~1M-parameter Qwen2 that thinks too long.
+
+It plays the role of DeepSeek-R1-Distill-Qwen in the paper (§2: the base model that RL compresses),
+at a size that trains on two CPU cores in a few minutes:
+
+1. `build_tokenizer`: a word-level tokenizer built locally (no hub download): digits, operators and
+   the trace words are single tokens; a leading space is part of the token, so decode(encode(x)) == x.
+   Chat template `<|bos|><|user|>...<|assistant|>`; like the paper's training template it does not
+   open `<think>`, the model writes it (PAPER.md §8).
+2. `build_model`: `Qwen2ForCausalLM` with a few small layers, fp32, usable with `model.generate`.
+3. `sft_train`: plain torch loop on verbose traces of the train split (loss on completion tokens
+   only), each step drawing fresh redundancy, so the model learns to sample traces of widely varying
+   length (the spread the paper's per-prompt length z-score, Eq. 1, feeds on).
+4. `evaluate_tiny`: sampled generation at the paper's eval temperature 0.6 (§4): accuracy, mean
+   generated tokens (EOS included, as vLLM counts them) and mean min_tokens, overall and per level.
+5. `build_tiny_reasoner`: all of the above, saved in HF format with `build_info.json`; cached by a
+   hash of its configuration.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_tokenizers
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
+
+from ray_effreason.tasks.base import MATH_INSTRUCTION, Example, render_prompt
+from ray_effreason.tasks.synthetic import SyntheticArithmetic, VerboseStyle, grade_math, verbose_completion
+
+BUILD_FORMAT = 1  # bump when the build changes in a way the config hash cannot see
+SPECIAL_TOKENS = {"pad": "<|pad|>", "bos": "<|bos|>", "eos": "<|eos|>", "unk": "<|unk|>"}
+ROLE_TOKENS = ("<|system|>", "<|user|>", "<|assistant|>")
+THINK_TOKENS = ("<think>", "</think>")  # ordinary added tokens: kept when decoding with skip_special_tokens
+TRACE_WORDS = ("Compute", "mod", "check", "yes", "so", "far", "wait", "again", "Question")
+# A piece is `\boxed{`, `...`, a word, a digit or one other character, with its leading space if any.
+PIECE_PATTERN = r" ?\\boxed\{| ?\.\.\.| ?[A-Za-z]+| ?[0-9]| ?[^\sA-Za-z0-9]|\s"
+CHAT_TEMPLATE = (
+    "{{ bos_token }}{% for message in messages %}"
+    "{% if message['role'] == 'system' %}<|system|>{{ message['content'] }}"
+    "{% elif message['role'] == 'user' %}<|user|>{{ message['content'] }}"
+    "{% elif message['role'] == 'assistant' %}<|assistant|>{{ message['content'] }}{{ eos_token }}"
+    "{% endif %}{% endfor %}{% if add_generation_prompt %}<|assistant|>{% endif %}"
+)
+
+
+# ---------------------------------------------------------------- tokenizer
+
+def _base_pieces() -> list[str]:
+    punctuation = [chr(code) for code in range(33, 127) if not chr(code).isalnum()]
+    letters = [chr(code) for code in range(ord("a"), ord("z") + 1)] + [chr(code) for code in range(ord("A"), ord("Z") + 1)]
+    instruction_words = [word for word in ("".join(c if c.isalpha() else " " for c in MATH_INSTRUCTION)).split()]
+    words = list(dict.fromkeys([*TRACE_WORDS, *instruction_words, *letters]))
+    return ["\\boxed{", "...", *"0123456789", *punctuation, *words]
+
+
+def build_tokenizer() -> PreTrainedTokenizerFast:
+    """A word-level tokenizer for the synthetic task (and the math instruction), built locally.
+
+    No BOS is added on encode (the chat template writes it), as with Qwen2 tokenizers, so encoding a
+    rendered prompt gives exactly its tokens.
+
+    >>> tokenizer = build_tokenizer()
+    >>> tokenizer.tokenize("check 1-5=6 yes")
+    ['check', ' 1', '-', '5', '=', '6', ' yes']
+    >>> tokenizer.apply_chat_template([{"role": "user", "content": "Compute (3+8) mod 10."}],
+    ...                               tokenize=False, add_generation_prompt=True)
+    '<|bos|><|user|>Compute (3+8) mod 10.<|assistant|>'
+    """
+    pieces = _base_pieces()
+    vocab: dict[str, int] = {}
+    for token in [*SPECIAL_TOKENS.values(), *ROLE_TOKENS, *THINK_TOKENS, "\n", " ", "\t", "\r",
+                  *pieces, *(" " + piece for piece in pieces)]:
+        vocab.setdefault(token, len(vocab))
+    backend = Tokenizer(models.WordLevel(vocab, unk_token=SPECIAL_TOKENS["unk"]))
+    backend.pre_tokenizer = pre_tokenizers.Split(Regex(PIECE_PATTERN), behavior="isolated")
+    backend.decoder = decoders.Fuse()  # pieces carry their own spaces: concatenate
+    backend.add_special_tokens([AddedToken(token, normalized=False, special=True)
+                                for token in [*SPECIAL_TOKENS.values(), *ROLE_TOKENS]])
+    backend.add_tokens([AddedToken(token, normalized=False, special=False) for token in THINK_TOKENS])
+    return PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        bos_token=SPECIAL_TOKENS["bos"], eos_token=SPECIAL_TOKENS["eos"],
+        pad_token=SPECIAL_TOKENS["pad"], unk_token=SPECIAL_TOKENS["unk"],
+        additional_special_tokens=list(ROLE_TOKENS),
+        chat_template=CHAT_TEMPLATE,
+        clean_up_tokenization_spaces=False,  # the default would turn " ." into "."
+        padding_side="left",  # for batched generation; sft_train pads on its own
+        model_max_length=512,
+    )
+
+
+# ---------------------------------------------------------------- model
+
+@dataclass(frozen=True)
+class TinyModelShape:
+    """Size of the tiny Qwen2 (defaults: ~0.8M parameters)."""
+
+    hidden_size: int = 128  # model width
+    num_layers: int = 4  # transformer blocks
+    num_heads: int = 4  # attention heads (key/value heads too: no GQA at this size)
+    intermediate_size: int = 384  # SwiGLU width
+    max_position_embeddings: int = 512  # RoPE range; prompts + completions stay far below
+
+
+def build_model(tokenizer: PreTrainedTokenizerFast, seed: int, shape: TinyModelShape = TinyModelShape()) -> Qwen2ForCausalLM:
+    """A freshly initialized tiny Qwen2ForCausalLM in fp32 whose generation stops at the tokenizer's EOS."""
+    config = Qwen2Config(
+        vocab_size=len(tokenizer), hidden_size=shape.hidden_size, intermediate_size=shape.intermediate_size,
+        num_hidden_layers=shape.num_layers, num_attention_heads=shape.num_heads,
+        num_key_value_heads=shape.num_heads, max_position_embeddings=shape.max_position_embeddings,
+        tie_word_embeddings=True, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    torch.manual_seed(seed)
+    model = Qwen2ForCausalLM(config).float()
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.generation_config.bos_token_id = tokenizer.bos_token_id
+    return model
+
+
+# ---------------------------------------------------------------- supervised fine-tuning
+
+def _encode_batch(tokenizer: Any, prompts: Sequence[str], completions: Sequence[str]) -> dict[str, torch.Tensor]:
+    """Right-padded input_ids/attention_mask/labels; labels are -100 except completion tokens + EOS."""
+    prompt_ids = tokenizer(list(prompts), add_special_tokens=False)["input_ids"]
+    completion_ids = tokenizer(list(completions), add_special_tokens=False)["input_ids"]
+    rows = [(prompt, completion + [tokenizer.eos_token_id]) for prompt, completion in zip(prompt_ids, completion_ids)]
+    width = max(len(prompt) + len(completion) for prompt, completion in rows)
+    input_ids = torch.full((len(rows), width), tokenizer.pad_token_id)  # (B, T)
+    labels = torch.full((len(rows), width), -100)  # (B, T)
+    attention_mask = torch.zeros((len(rows), width), dtype=torch.long)  # (B, T)
+    for row, (prompt, completion) in enumerate(rows):
+        length = len(prompt) + len(completion)
+        input_ids[row, :length] = torch.tensor(prompt + completion)
+        labels[row, len(prompt):length] = torch.tensor(completion)
+        attention_mask[row, :length] = 1
+    return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+
+
+def sft_train(model: Qwen2ForCausalLM, tokenizer: Any, task: SyntheticArithmetic, *, steps: int, batch_size: int,
+              lr: float, seed: int, num_threads: int = 2, warmup_steps: int = 50, weight_decay: float = 0.01,
+              style: VerboseStyle = VerboseStyle(), log_every: int = 0) -> dict[str, Any]:
+    """Train `model` in place on verbose traces of `task` (its train split); returns metrics.
+
+    Each step draws `batch_size` problems and a fresh verbose trace for each, so no trace is seen
+    twice. AdamW with linear warmup and cosine decay to 10% of `lr`, gradient-norm clip 1.0.
+    """
+    torch.set_num_threads(num_threads)
+    torch.manual_seed(seed)
+    rng = random.Random(seed)
+    examples = task.examples
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.98), weight_decay=weight_decay)
+
+    def lr_factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = (step - warmup_steps) / max(1, steps - warmup_steps)
+        return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress))
+
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
+    model.train()
+    losses, num_tokens, start = [], 0, time.perf_counter()
+    for step in range(steps):
+        batch_examples = [rng.choice(examples) for _ in range(batch_size)]
+        batch = _encode_batch(tokenizer, [render_prompt(example.prompt, tokenizer) for example in batch_examples],
+                              [verbose_completion(example, rng, style) for example in batch_examples])
+        loss = model(**batch).loss  # HF shifts labels; mean over completion tokens
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        scheduler.step()
+        losses.append(loss.item())
+        num_tokens += int(batch["attention_mask"].sum())
+        if log_every and (step + 1) % log_every == 0:
+            print(f"sft step {step + 1}/{steps} loss {sum(losses[-log_every:]) / log_every:.4f} "
+                  f"({time.perf_counter() - start:.0f}s)", flush=True)
+    model.eval()
+    seconds = time.perf_counter() - start
+    tail = losses[-max(1, min(20, steps // 10 or 1)):]
+    return {"steps": steps, "first_loss": losses[0] if losses else None,
+            "final_loss": sum(tail) / len(tail) if tail else None, "losses": losses,
+            "seconds": seconds, "tokens_per_second": num_tokens / seconds if seconds else None}
+
+
+# ---------------------------------------------------------------- evaluation
+
+@torch.no_grad()
+def evaluate_tiny(model: Qwen2ForCausalLM, tokenizer: Any, examples: Sequence[Example], temperature: float = 0.6,
+                  max_new_tokens: int = 256, batch_size: int = 100, seed: int = 0) -> dict[str, Any]:
+    """Sample one completion per example; accuracy, mean generated tokens and mean min_tokens, per level.
+
+    Generated tokens count up to and including EOS (paper §4 `avg_tokens`); a completion without EOS
+    counts `max_new_tokens` and is graded as it stands.
+    """
+    torch.manual_seed(seed)
+    model.eval()
+    records = []
+    for begin in range(0, len(examples), batch_size):
+        chunk = examples[begin:begin + batch_size]
+        prompts = tokenizer([render_prompt(example.prompt, tokenizer) for example in chunk],
+                            add_special_tokens=False, padding=True, padding_side="left", return_tensors="pt")
+        output = model.generate(**prompts, do_sample=True, temperature=temperature, top_p=1.0, top_k=0,
+                                max_new_tokens=max_new_tokens, eos_token_id=tokenizer.eos_token_id,
+                                pad_token_id=tokenizer.pad_token_id)
+        generated = output[:, prompts["input_ids"].shape[1]:]  # (B, T)
+        for example, ids in zip(chunk, generated.tolist()):
+            eos_at = ids.index(tokenizer.eos_token_id) if tokenizer.eos_token_id in ids else None
+            ids = ids if eos_at is None else ids[:eos_at + 1]
+            text = tokenizer.decode(ids, skip_special_tokens=True)
+            records.append({"level": example.level, "correct": grade_math(text, example.gold),
+                            "num_tokens": len(ids), "min_tokens": example.min_tokens, "text": text})
+    return {**_summarize(records), "per_level": {level: _summarize([r for r in records if r["level"] == level])
+                                                 for level in sorted({r["level"] for r in records})},
+            "samples": [r["text"] for r in records[:3]]}
+
+
+def _summarize(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    count = len(records)
+    min_tokens = [r["min_tokens"] for r in records if r["min_tokens"] is not None]
+    return {"count": count, "accuracy": sum(r["correct"] for r in records) / count,
+            "mean_tokens": sum(r["num_tokens"] for r in records) / count,
+            "mean_min_tokens": sum(min_tokens) / len(min_tokens) if min_tokens else None}
+
+
+# ---------------------------------------------------------------- the cached build
+
+@dataclass(frozen=True)
+class TinyReasonerConfig:
+    """Everything that determines a tiny reasoner build (its hash names the cache entry)."""
+
+    seed: int = 0  # model init, SFT sampling and eval sampling
+    steps: int = 600  # SFT optimizer steps
+    batch_size: int = 64  # sequences per step
+    lr: float = 3e-3  # peak AdamW learning rate
+    warmup_steps: int = 50  # linear warmup
+    levels: tuple[int, ...] = (1, 2, 3, 4, 5, 6)  # synthetic difficulty levels
+    num_train_examples: int = 10_000  # train-split problems to draw from
+    num_eval_examples: int = 300  # test-split problems evaluated after training
+    shape: TinyModelShape = TinyModelShape()
+    style: VerboseStyle = VerboseStyle()
+
+    def hash(self) -> str:
+        payload = json.dumps({"format": BUILD_FORMAT, **dataclasses.asdict(self)}, sort_keys=True)
+        return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def build_tiny_reasoner(output_dir: str | Path, *, seed: int = 0, steps: int = TinyReasonerConfig.steps,
+                        num_threads: int = 2, config: TinyReasonerConfig | None = None, log_every: int = 100) -> Path:
+    """Build tokenizer + model, SFT on verbose traces, evaluate on the test split, save (HF format).
+
+    Cached: when `output_dir/build_info.json` holds the same config hash, returns at once.
+    `config` overrides everything; otherwise `seed` and `steps` adjust the defaults.
+    """
+    config = config or TinyReasonerConfig(seed=seed, steps=steps)
+    output_dir = Path(output_dir)
+    info_path = output_dir / "build_info.json"
+    if info_path.is_file() and json.loads(info_path.read_text()).get("config_hash") == config.hash():
+        return output_dir
+    torch.set_num_threads(num_threads)
+    start = time.perf_counter()
+    tokenizer = build_tokenizer()
+    model = build_model(tokenizer, config.seed, config.shape)
+    train = SyntheticArithmetic(split="train", num_examples=config.num_train_examples, levels=config.levels,
+                                seed=config.seed)
+    metrics = sft_train(model, tokenizer, train, steps=config.steps, batch_size=config.batch_size, lr=config.lr,
+                        seed=config.seed, num_threads=num_threads, warmup_steps=config.warmup_steps,
+                        style=config.style, log_every=log_every)
+    test = SyntheticArithmetic(split="test", num_examples=config.num_eval_examples, levels=config.levels,
+                               seed=config.seed, tokenizer=tokenizer)
+    evaluation = evaluate_tiny(model, tokenizer, test.examples, seed=config.seed)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    info_path.unlink(missing_ok=True)  # written last: its presence marks a complete build
+    model.save_pretrained(output_dir)
+    tokenizer.save_pretrained(output_dir)
+    info = {"config_hash": config.hash(), "config": dataclasses.asdict(config),
+            "num_parameters": sum(parameter.numel() for parameter in model.parameters()),
+            "sft": {key: value for key, value in metrics.items() if key != "losses"},
+            "eval": {key: value for key, value in evaluation.items() if key != "samples"},
+            "seconds": time.perf_counter() - start}
+    info_path.write_text(json.dumps(info, indent=2))
+    return output_dir
+
+
+def load_tiny_reasoner(path: str | Path) -> tuple[Any, Any]:
+    """(model, tokenizer) from a build directory."""
+    return AutoModelForCausalLM.from_pretrained(path), AutoTokenizer.from_pretrained(path)

@@ -1,0 +1,34 @@
+"""Shared fixtures: the benchmark data beside the repo, GPU skipping."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def shared_data_dir() -> Path:
+    """`../shared/data` beside the repo (or $RAY_EFFREASON_DATA). Tests read it; the repo never copies it."""
+    path = Path(os.environ.get("RAY_EFFREASON_DATA", REPO_ROOT.parent / "shared" / "data"))
+    if not path.is_dir():
+        raise FileNotFoundError(f"benchmark data not found at {path}; set RAY_EFFREASON_DATA")
+    return path
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    return shared_data_dir()
+
+
+def pytest_collection_modifyitems(config, items):
+    try:
+        import torch
+
+        has_cuda = torch.cuda.is_available()
+    except ImportError:
+        has_cuda = False
+    skip_gpu = pytest.mark.skip(reason="needs a CUDA GPU")
+    for item in items:
+        if "gpu" in item.keywords and not has_cuda:
+            item.add_marker(skip_gpu)
