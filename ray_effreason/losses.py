@@ -40,9 +40,8 @@ def policy_loss(
         ref_logprobs: (N, T) reference-policy log-probs (detached), needed when kl_coef > 0.
         kl_coef: weight of the per-token KL term added to the loss (0: none).
         kl_estimator: "k1", "k2", "k3" (Schulman's estimators of KL(pi || pi_ref)) or None.
-        norm_tokens: the constant divisor of "seq-mean-token-sum-norm" (e.g. max_new_tokens); for
-            "token-mean" it optionally replaces the batch's valid-token count (e.g. the count of the
-            whole optimizer batch when this call sees one micro-batch of it).
+        norm_tokens: the constant divisor of "seq-mean-token-sum-norm" (e.g. max_new_tokens); the
+            other modes ignore it, so a learner may always pass max_new_tokens.
 
     Returns:
         loss: scalar tensor. metrics: python floats -- clip_fraction (valid tokens where the clipped
@@ -76,7 +75,9 @@ def policy_loss(
     _check_norm_tokens(aggregation, norm_tokens)
     _check_shapes(logprobs, old_logprobs=old_logprobs, mask=mask, ref_logprobs=ref_logprobs)
     if tuple(advantages.shape) not in ((logprobs.shape[0],), tuple(logprobs.shape)):
-        raise ValueError(f"advantages must be (N,) or (N, T) = {tuple(logprobs.shape)}, got {tuple(advantages.shape)}")
+        raise ValueError(
+            f"advantages must be (N,) or (N, T) = {tuple(logprobs.shape)}, got {tuple(advantages.shape)}"
+        )
 
     dtype = torch.promote_types(logprobs.dtype, torch.float32)  # never do ratios in bf16
     valid = mask != 0  # (N, T)
@@ -100,7 +101,7 @@ def policy_loss(
     loss = aggregators[aggregation](token_losses, valid, norm_tokens)
 
     with torch.no_grad():
-        count = valid.sum()
+        count = int(valid.sum())
         nan = torch.tensor(float("nan"), dtype=dtype, device=ratio.device)
 
         def valid_mean(values):
@@ -108,7 +109,7 @@ def policy_loss(
 
         metrics = {
             "clip_fraction": valid_mean((clipped < unclipped).to(dtype)),
-            "approx_kl": valid_mean(_kl_k3(-log_ratio)),
+            "approx_kl": valid_mean(_kl_k3(log_ratio)),  # (r - 1) - log r, r = pi / pi_old
             "ratio_mean": valid_mean(ratio),
             "ratio_max": ratio[valid].max() if count > 0 else nan,
             "loss": loss,
@@ -116,7 +117,8 @@ def policy_loss(
         if ref_logprobs is not None:
             log_ref_ratio = torch.where(valid, ref_logprobs.to(dtype) - logprobs, 0.0)
             metrics["kl_to_ref"] = valid_mean(_kl_k3(log_ref_ratio))
-        metrics = {name: float(value.detach()) for name, value in metrics.items()}
+        values = torch.stack([value.detach().to(dtype) for value in metrics.values()]).tolist()  # one sync
+        metrics = dict(zip(metrics, values))
     return loss, metrics
 
 
@@ -149,8 +151,8 @@ def kl_penalized_advantages(advantages, logprobs, ref_logprobs, mask, kl_coef):
         return torch.where(valid, per_token, 0.0)
 
 
-def token_logprobs(logits, targets):
-    """log softmax(logits)[target] per position: (N, T, V), (N, T) -> (N, T), in float32 (or float64).
+def token_logprobs(logits, targets, temperature=1.0):
+    """log softmax(logits / temperature)[target] per position: (N, T, V), (N, T) -> (N, T), in float32 (or float64).
 
     One sequence at a time, so a bf16 batch never has two (N, T, V) float32 copies alive: without
     gradients only one (T, V) row exists at a time; with gradients log_softmax keeps its float32 output
@@ -161,11 +163,16 @@ def token_logprobs(logits, targets):
     tensor([[-1.3863, -1.3863]])
     """
     if logits.ndim != 3 or tuple(targets.shape) != tuple(logits.shape[:2]):
-        raise ValueError(f"need logits (N, T, V) and targets (N, T); got {tuple(logits.shape)}, {tuple(targets.shape)}")
+        raise ValueError(
+            f"need logits (N, T, V) and targets (N, T); got {tuple(logits.shape)}, {tuple(targets.shape)}"
+        )
     dtype = torch.promote_types(logits.dtype, torch.float32)
     rows = []
     for row_logits, row_targets in zip(logits, targets):
-        row_logprobs = torch.log_softmax(row_logits.to(dtype), dim=-1)  # (T, V)
+        row_logits = row_logits.to(dtype)
+        if temperature != 1.0:  # the distribution the rollouts were sampled from
+            row_logits = row_logits / temperature
+        row_logprobs = torch.log_softmax(row_logits, dim=-1)  # (T, V)
         rows.append(row_logprobs.gather(-1, row_targets[:, None].long()).squeeze(-1))  # (T,)
     return torch.stack(rows)  # (N, T)
 
@@ -182,9 +189,10 @@ def _seq_mean_token_mean(token_losses, valid, norm_tokens):
 
 
 def _token_mean(token_losses, valid, norm_tokens):
-    # Every valid token of the batch weighs the same.
-    denominator = valid.sum().clamp(min=1) if norm_tokens is None else norm_tokens
-    return token_losses.sum() / denominator
+    # Every valid token of *this call's* batch weighs the same. Fed one micro-batch at a time with
+    # gradient accumulation, the weighting holds within micro-batches only (with one sequence per
+    # micro-batch this is seq-mean-token-mean again).
+    return token_losses.sum() / valid.sum().clamp(min=1)
 
 
 def _seq_mean_token_sum_norm(token_losses, valid, norm_tokens):
@@ -222,13 +230,13 @@ def _check_shapes(logprobs, **others):
         raise ValueError(f"logprobs must be (N, T), got shape {tuple(logprobs.shape)}")
     for name, tensor in others.items():
         if tensor is not None and tuple(tensor.shape) != tuple(logprobs.shape):
-            raise ValueError(f"{name} shape {tuple(tensor.shape)} must equal logprobs shape {tuple(logprobs.shape)}")
+            raise ValueError(
+                f"{name} shape {tuple(tensor.shape)} must equal logprobs shape {tuple(logprobs.shape)}"
+            )
 
 
 def _check_norm_tokens(aggregation, norm_tokens):
     if aggregation == "seq-mean-token-sum-norm" and norm_tokens is None:
         raise ValueError("aggregation 'seq-mean-token-sum-norm' needs norm_tokens (e.g. max_new_tokens)")
-    if aggregation == "seq-mean-token-mean" and norm_tokens is not None:
-        raise ValueError("norm_tokens has no meaning for 'seq-mean-token-mean'; leave it None")
     if norm_tokens is not None and not norm_tokens > 0:
         raise ValueError(f"norm_tokens must be > 0, got {norm_tokens}")

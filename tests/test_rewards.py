@@ -1,6 +1,9 @@
 """The paper's length-penalized reward (PAPER §1): hand-computed cases, edge cases, numpy/torch parity."""
 
 import math
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -190,4 +193,12 @@ def test_length_penalty_bad_inputs_raise(correct, num_tokens, match):
 
 def test_length_penalty_zero_one_ints_accepted_as_correct():
     rewards = length_penalized_rewards(np.array([[1, 0, 1]]), np.array([[10, 20, 30]]), 0.2)
-    np.testing.assert_allclose(rewards, length_penalized_rewards(np.array([[True, False, True]]), np.array([[10, 20, 30]]), 0.2))
+    as_bool = length_penalized_rewards(np.array([[True, False, True]]), np.array([[10, 20, 30]]), 0.2)
+    np.testing.assert_array_equal(rewards, as_bool)
+
+
+def test_rewards_and_advantages_import_without_torch():
+    # The driver computes rewards and advantages; it must not pay for importing torch.
+    code = "import sys, ray_effreason.rewards, ray_effreason.advantages; sys.exit('torch' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[1])
+    assert result.returncode == 0

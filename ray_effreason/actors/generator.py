@@ -34,6 +34,9 @@ class SampleRequest:
     sample_index: int
     prompt: str  # the user message; the worker renders it with the chat template
     seed: int
+    # Already-rendered prompt tokens (e.g. a truncated completion continued to force an answer):
+    # used as they are, no chat template.
+    prompt_token_ids: tuple[int, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -192,8 +195,11 @@ class GenerationWorker:
         self.sync_group: WeightSyncGroup | None = None
 
     def generate(self, requests: list[SampleRequest], sampling: SamplingConfig) -> list[Completion]:
-        prompt_ids = tokenize_prompts(self.tokenizer, [request.prompt for request in requests],
-                                      sampling.max_prompt_tokens)
+        rendered = tokenize_prompts(self.tokenizer, [request.prompt for request in requests
+                                                     if request.prompt_token_ids is None], sampling.max_prompt_tokens)
+        rendered.reverse()
+        prompt_ids = [list(request.prompt_token_ids) if request.prompt_token_ids is not None else rendered.pop()
+                      for request in requests]
         outputs = self.backend.generate(prompt_ids, [request.seed for request in requests], sampling,
                                         self.generation_batch_size)
         completions = []
@@ -227,3 +233,18 @@ class GenerationWorker:
 
     def pid(self) -> int:
         return os.getpid()
+
+
+class GeneratorGroup:
+    """Driver-side handle over N GenerationWorker actors: one batch of requests, split evenly, in order."""
+
+    def __init__(self, workers: list[Any]):
+        self.workers = workers
+
+    def generate(self, requests: list[SampleRequest], sampling: SamplingConfig) -> list[Completion]:
+        import ray
+
+        size = -(-len(requests) // len(self.workers))
+        chunks = [requests[start:start + size] for start in range(0, len(requests), size)]
+        results = ray.get([worker.generate.remote(chunk, sampling) for worker, chunk in zip(self.workers, chunks)])
+        return [completion for chunk in results for completion in chunk]

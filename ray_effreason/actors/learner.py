@@ -43,13 +43,14 @@ def deepspeed_config(learner: LearnerConfig, world_size: int, device: str) -> di
         "gradient_clipping": learner.grad_clip,
         "zero_optimization": zero,
         "bf16": {"enabled": device == "cuda"},
-        # Constant LR after a linear warmup: HF constant_with_warmup, as the paper's run (PAPER.md §2).
-        "scheduler": {"type": "WarmupLR", "params": {"warmup_min_lr": 0.0, "warmup_max_lr": learner.lr,
-                                                     "warmup_num_steps": max(learner.warmup_steps, 1),
-                                                     "warmup_type": "linear"}},
         "steps_per_print": 10**9,
         "wall_clock_breakdown": False,
     }
+    if learner.warmup_steps > 0:
+        # Constant LR after a linear warmup: HF constant_with_warmup, as the paper's run (PAPER.md §2).
+        config["scheduler"] = {"type": "WarmupLR", "params": {
+            "warmup_min_lr": 0.0, "warmup_max_lr": learner.lr, "warmup_num_steps": learner.warmup_steps,
+            "warmup_type": "linear"}}
     if device == "cuda":
         # DeepSpeed picks FusedAdam (or CPUAdam with offload). AdamW betas (0.9, 0.95) as the paper.
         config["optimizer"] = {"type": "AdamW", "params": {"lr": learner.lr, "betas": [0.9, 0.95],
@@ -105,7 +106,7 @@ class LearnerWorker:
 
     def _logprobs(self, model: torch.nn.Module, input_ids: torch.Tensor, attention: torch.Tensor) -> torch.Tensor:
         logits = model(input_ids=input_ids, attention_mask=attention).logits[:, :-1]  # (b, T-1, V)
-        return token_logprobs(logits.float() / self.temperature, input_ids[:, 1:])  # (b, T-1)
+        return token_logprobs(logits, input_ids[:, 1:], temperature=self.temperature)  # (b, T-1)
 
     def _micro_batches(self, samples: list[dict[str, Any]]) -> list[dict[str, torch.Tensor]]:
         batches = []
@@ -163,6 +164,23 @@ class LearnerWorker:
         for batch in batches:
             batch["token_advantages"] = ((batch["token_advantages"] - mean) / (std + 1e-8)).float() * batch["mask"]
 
+    def _token_mean_scales(self, batches: list[dict[str, torch.Tensor]], accumulation: int) -> list[float]:
+        """Make "token-mean" a mean over ALL tokens of the optimizer step, across micro-batches and ranks.
+
+        policy_loss sees one micro-batch; DeepSpeed averages micro-batch losses over accumulation steps and
+        ranks. Scaling micro-batch i by tokens_i * accumulation * ranks / tokens_of_step turns that average
+        into sum(token losses) / tokens_of_step. The other modes average per sequence and need no scale.
+        """
+        if self.loss.aggregation != "token-mean":
+            return [1.0] * len(batches)
+        import torch.distributed as dist
+
+        tokens = torch.tensor([float(batch["mask"].sum()) for batch in batches], dtype=torch.float64)
+        per_step = tokens.view(-1, accumulation).sum(dim=1)  # (optimizer steps,)
+        dist.all_reduce(per_step)
+        scales = tokens.view(-1, accumulation) * accumulation * self.world_size / per_step.clamp_min(1.0)[:, None]
+        return scales.flatten().tolist()
+
     def train(self, samples: list[dict[str, Any]]) -> dict[str, float]:
         """Update on this rank's shard: len(samples) = optimizer_steps * train_batch_size / world_size."""
         self.engine.train()
@@ -170,6 +188,7 @@ class LearnerWorker:
         metrics = self._prepare(batches)
         totals: dict[str, float] = {}
         accumulation = self.engine.gradient_accumulation_steps()
+        token_scales = self._token_mean_scales(batches, accumulation)
         steps = 0
         for index, batch in enumerate(batches):
             logprobs = self._logprobs(self.engine, batch["input_ids"], batch["attention"])
@@ -179,7 +198,7 @@ class LearnerWorker:
                 ref_logprobs=batch.get("ref_logprobs") if self.loss.kl_estimator == "k3" else None,
                 kl_coef=self.loss.kl_coef if self.loss.kl_estimator == "k3" else 0.0,
                 kl_estimator="k3", norm_tokens=self.max_new_tokens)
-            self.engine.backward(loss)
+            self.engine.backward(loss * token_scales[index])
             self.engine.step()
             for key, value in loss_metrics.items():
                 totals[key] = totals.get(key, 0.0) + float(value)
@@ -258,3 +277,39 @@ class LearnerWorker:
 
     def config_for_log(self) -> dict[str, Any]:
         return {"learner": asdict(self.learner), "loss": asdict(self.loss), "world_size": self.world_size}
+
+
+class LearnerGroup:
+    """Driver-side handle over the K LearnerWorker ranks."""
+
+    def __init__(self, workers: list[Any]):
+        self.workers = workers
+
+    def train(self, samples: list[dict[str, Any]], optimizer_steps: int) -> dict[str, float]:
+        """Shard each optimizer step's samples evenly over ranks, so every step sees the whole step batch."""
+        import ray
+
+        ranks = len(self.workers)
+        per_step = len(samples) // optimizer_steps
+        shards: list[list[dict[str, Any]]] = [[] for _ in range(ranks)]
+        for step in range(optimizer_steps):
+            step_samples = samples[step * per_step:(step + 1) * per_step]
+            per_rank = per_step // ranks
+            for rank in range(ranks):
+                shards[rank].extend(step_samples[rank * per_rank:(rank + 1) * per_rank])
+        results = ray.get([worker.train.remote(shard) for worker, shard in zip(self.workers, shards)])
+        return {key: sum(result[key] for result in results) / ranks for key in results[0]}
+
+    def broadcast_weights(self, specs: list[ParamSpec]) -> list[Any]:
+        """Start the broadcast on every rank; the caller also starts the receivers, then waits on both."""
+        return [worker.broadcast_weights.remote(specs) for worker in self.workers]
+
+    def save_checkpoint(self, directory: str, tokenizer_path: str | None) -> None:
+        import ray
+
+        ray.get([worker.save_checkpoint.remote(directory, tokenizer_path) for worker in self.workers])
+
+    def load_checkpoint(self, directory: str) -> None:
+        import ray
+
+        ray.get([worker.load_checkpoint.remote(directory) for worker in self.workers])

@@ -34,6 +34,7 @@ Splits. A problem belongs to the test split when a hash of its expression falls 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
 import json
@@ -44,9 +45,10 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ray_effreason.tasks.base import DataError, Example, Task, read_jsonl
+from ray_effreason.verifiers import grade_math
 
 OPERATORS = ("+", "-")
-TEST_BUCKETS = 4  # a problem is in test when hash % 4 == 0: level 1 has 200 problems, 50 in test
+TEST_BUCKETS = 4  # a quarter of the problems of each level are test problems
 ENUMERATE_UP_TO = 100_000  # levels with at most this many problems are enumerated, larger ones sampled
 DEFAULT_NUM_EXAMPLES = {"train": 10_000, "test": 300}
 PROMPT_PATTERN = re.compile(r"Compute \(([0-9+\-]+)\) mod 10\.")
@@ -171,10 +173,32 @@ def verbose_completion(example: Example, rng: random.Random, style: VerboseStyle
     return render_completion(expression, lines)
 
 
+def _hash(expression: str) -> int:
+    return int.from_bytes(hashlib.sha1(expression.encode("ascii")).digest()[:8], "big")
+
+
+def _level_size(level: int) -> int:
+    return 10 ** (level + 1) * 2**level
+
+
+@functools.lru_cache(maxsize=None)
+def _small_level_test_set(level: int) -> frozenset[str]:
+    # Exactly a quarter, by hash rank: level 1 has only 200 problems, and a plain hash bucket would
+    # leave it a few short of the 50 a 300-problem test set asks for.
+    ranked = sorted(_all_expressions(level), key=_hash)
+    return frozenset(ranked[:len(ranked) // TEST_BUCKETS])
+
+
 def split_of(expression: str) -> str:
-    """"test" for a quarter of all problems (by a hash of the expression), else "train"."""
-    digest = hashlib.sha1(expression.encode("ascii")).digest()
-    return "test" if int.from_bytes(digest[:8], "big") % TEST_BUCKETS == 0 else "train"
+    """"test" for a quarter of each level's problems (by a hash of the expression), else "train".
+
+    >>> split_of("3+8-5+9"), split_of("3+8-0+9")
+    ('train', 'test')
+    """
+    level = len(expression) // 2
+    if _level_size(level) <= ENUMERATE_UP_TO:
+        return "test" if expression in _small_level_test_set(level) else "train"
+    return "test" if _hash(expression) % TEST_BUCKETS == 0 else "train"
 
 
 def _random_expression(level: int, rng: random.Random) -> str:
@@ -192,7 +216,7 @@ def _all_expressions(level: int) -> list[str]:
 
 def sample_expressions(level: int, split: str, count: int, rng: random.Random) -> list[str]:
     """`count` distinct problems of one level in one split; repeats only once the split's pool is used up."""
-    if 10 ** (level + 1) * 2**level <= ENUMERATE_UP_TO:
+    if _level_size(level) <= ENUMERATE_UP_TO:
         pool = [expression for expression in _all_expressions(level) if split_of(expression) == split]
         rng.shuffle(pool)
         return [pool[index % len(pool)] for index in range(count)]
@@ -214,7 +238,7 @@ def count_tokens(texts: Sequence[str], tokenizer: Any) -> list[int]:
 # ---------------------------------------------------------------- the task
 
 class SyntheticArithmetic(Task):
-    """Chains of single-digit +/- modulo 10; gold is the digit; grading via the shared math verifier.
+    """Chains of single-digit +/- modulo 10; gold is the digit; graded by `verifiers.grade_math` (last box).
 
     >>> task = SyntheticArithmetic(split="test", num_examples=6, seed=0)
     >>> [example.level for example in task.examples]
@@ -311,14 +335,3 @@ def write_examples(examples: Sequence[Example], path: str | Path) -> Path:
                    "min_tokens": example.min_tokens}
             handle.write(json.dumps(row) + "\n")
     return path
-
-
-# ---------------------------------------------------------------- grading
-
-_BOXED = re.compile(r"\\boxed\{([^{}]*)\}")
-
-
-def grade_math(completion: str, gold: str) -> bool:
-    """Exact match of the last \\boxed{...} (stand-in until ray_effreason.verifiers exists)."""
-    found = _BOXED.findall(completion)
-    return bool(found) and found[-1].strip() == gold.strip()

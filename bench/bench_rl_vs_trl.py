@@ -1,0 +1,333 @@
+"""RL step throughput on one CPU node: ray_effreason's driver vs TRL's RLOOTrainer, same everything.
+
+    python bench/bench_rl_vs_trl.py --steps 4 --repeats 2      # ~5 min on 2 cores (+ a one-time model build)
+
+Both systems train the same tiny reasoner (`tiny_reasoner.build_tiny_reasoner`, a ~1M-parameter Qwen2
+SFT-ed to write verbose traces, cached under --model-dir; the first run builds it) on the same synthetic
+prompts, in the same order (our driver's seeded order; TRL gets it pre-ordered, shuffle off), with:
+
+- B prompts per rollout step, G samples per prompt, max_new_tokens, temperature 1.0, top_p 1.0, no top-k;
+- the same reward: the task's grade (a truncated sample is never correct), then our pure
+  `rewards.length_penalized_rewards` on the (B, G) group (alpha 0.2), RLOO advantages;
+- the same update shape: B*G samples -> B*G / train_batch_size AdamW steps (betas 0.9/0.95, no decay,
+  grad clip 1.0, linear warmup then constant), micro-batches of micro_batch_size, one PPO epoch,
+  clip 0.2, a frozen reference model and a k1 KL of kl_coef in the reward, fp32.
+
+What still differs (algorithmic, not speed settings; see docs/benchmarks.md):
+- TRL's RLOO loss is sequence-level (ratio of summed log-probs, mean over sequences) and subtracts the
+  summed k1 KL from the sequence reward; ours is token-level PPO-clip (seq-mean-token-mean) with the
+  k1 KL added per token (the paper's OpenRLHF setup). Same number of forward/backward passes.
+- Ours samples with a seeded Gumbel-max logits processor (per-sample seeds); TRL with `do_sample`.
+- Ours runs generation, grading (2 verifier actors) and the DeepSpeed learner as Ray actors and
+  broadcasts weights after each update (gloo); TRL runs everything in one process on one model.
+
+Measured per rollout step after --warmup steps: wall time (steps/s), generated tokens per wall second
+and per generation second, and the time split (ours: metrics.jsonl time/generate, grade, update, sync
+plus "other" = the rest of the step; TRL: the same phases timed around its methods). Systems alternate
+within each repeat, so drifting load from other jobs hits both; report the median and the spread.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+PHASES = ("generate", "grade", "update", "sync", "other")
+
+
+@dataclass(frozen=True)
+class BenchSettings:
+    """Everything both systems share (and what a reader needs to reproduce a row)."""
+
+    prompts_per_step: int = 8  # B
+    samples_per_prompt: int = 8  # G
+    max_new_tokens: int = 256  # the tiny reasoner's verbose traces run ~15-200 tokens
+    train_batch_size: int = 32  # samples per optimizer step: B*G/32 = 2 optimizer steps, as the paper
+    micro_batch_size: int = 8  # samples per forward/backward
+    lr: float = 1e-5
+    warmup_steps: int = 6  # optimizer steps of linear warmup (the paper: 6)
+    kl_coef: float = 1e-3
+    clip: float = 0.2
+    alpha: float = 0.2
+    seed: int = 42
+    threads: int = 2  # torch threads for every process that computes (the node's cores)
+    zero_stage: int = 0  # ours: DeepSpeed ZeRO stage of the single learner
+    num_verifiers: int = 2  # ours: verifier actors
+
+    @property
+    def optimizer_steps(self) -> int:
+        return self.prompts_per_step * self.samples_per_prompt // self.train_batch_size
+
+
+# ---------------------------------------------------------------- shared inputs
+
+
+def model_dir(path: Path, untrained: bool = False) -> Path:
+    """The trained tiny reasoner (built once, cached by config hash: minutes on 2 cores).
+
+    `untrained`: a freshly initialized one instead (no build; it never emits EOS, so every sample runs
+    to max_new_tokens: a smoke test of the bench, not a realistic length mix).
+    """
+    from ray_effreason.tiny_reasoner import build_model, build_tiny_reasoner, build_tokenizer
+
+    if untrained:
+        path = path.with_name(path.name + "-untrained")
+        tokenizer = build_tokenizer()
+        build_model(tokenizer, seed=0).save_pretrained(path)
+        tokenizer.save_pretrained(path)
+        return path
+    start = time.perf_counter()
+    built = build_tiny_reasoner(path, log_every=100)
+    if time.perf_counter() - start > 5:
+        print(f"built the tiny reasoner in {time.perf_counter() - start:.0f}s -> {built}", flush=True)
+    return built
+
+
+def prompt_schedule(settings: BenchSettings, total_steps: int) -> list[Any]:
+    """The examples our driver visits, step by step (driver.prompt_indices): TRL gets this exact list."""
+    from ray_effreason.driver import prompt_indices
+    from ray_effreason.tasks import load_task
+
+    examples = load_task("synthetic", split="train").examples[: max_prompts(settings, total_steps)]
+    return [examples[index] for step in range(total_steps)
+            for index in prompt_indices(len(examples), settings.prompts_per_step, step, settings.seed)]
+
+
+def max_prompts(settings: BenchSettings, total_steps: int) -> int:
+    return settings.prompts_per_step * total_steps
+
+
+# ---------------------------------------------------------------- ours: driver.train on Ray actors
+
+
+def run_ours(settings: BenchSettings, model: Path, total_steps: int, output_dir: Path) -> list[dict[str, float]]:
+    """One driver run; per-step records from metrics.jsonl (wall time = gap between step records)."""
+    import shutil
+
+    import ray
+
+    from ray_effreason.config import LearnerConfig, LossConfig, ModelConfig, RewardConfig, RolloutConfig, TrainConfig
+    from ray_effreason.driver import train
+
+    shutil.rmtree(output_dir, ignore_errors=True)
+    config = TrainConfig(
+        task="synthetic", output_dir=str(output_dir), max_prompts=max_prompts(settings, total_steps),
+        steps=total_steps, save_every=10**6, keep_checkpoints=1, seed=settings.seed, run_name="bench-ours",
+        model=ModelConfig(model=str(model), device="cpu"),
+        rollout=RolloutConfig(samples_per_prompt=settings.samples_per_prompt,
+                              prompts_per_step=settings.prompts_per_step, temperature=1.0, top_p=1.0,
+                              max_new_tokens=settings.max_new_tokens, max_prompt_tokens=128, num_generators=1,
+                              generator_backend="transformers",
+                              generation_batch_size=settings.prompts_per_step * settings.samples_per_prompt),
+        reward=RewardConfig(alpha=settings.alpha, num_verifiers=settings.num_verifiers),
+        loss=LossConfig(advantage="rloo", clip_low=settings.clip, kl_coef=settings.kl_coef, kl_estimator="k1"),
+        learner=LearnerConfig(num_learners=1, zero_stage=settings.zero_stage, lr=settings.lr,
+                              warmup_steps=settings.warmup_steps, weight_decay=0.0, grad_clip=1.0,
+                              train_batch_size=settings.train_batch_size,
+                              micro_batch_size=settings.micro_batch_size,
+                              num_cpus_per_actor=float(settings.threads)))
+    # Generation, update and sync run one after the other, so the generator and the learner each get
+    # all the node's cores (num_cpus_per_actor = threads); Ray's CPU count is logical: learner +
+    # generator + verifiers add up to 2 * threads + 0.5, more than the node has, on purpose.
+    ray.init(num_cpus=2 * settings.threads + 1, include_dashboard=False, log_to_driver=False)
+    try:
+        train(config)
+    finally:
+        ray.shutdown()
+    records = [json.loads(line) for line in (output_dir / "metrics.jsonl").read_text().splitlines() if line]
+    steps, previous = [], None
+    for record in records:
+        if previous is not None:
+            wall = record["time"] - previous
+            phases = {phase: record[f"time/{phase}"] for phase in PHASES[:-1]}
+            phases["other"] = wall - sum(phases.values())
+            tokens = record["mean_tokens"] * settings.prompts_per_step * settings.samples_per_prompt
+            steps.append({"wall": wall, "tokens": tokens, "accuracy": record["accuracy"], **phases})
+        previous = record["time"]
+    return steps  # the first step has no previous record: it is warm-up by construction
+
+
+# ---------------------------------------------------------------- TRL: RLOOTrainer in this process
+
+
+def trl_reward(task: Any, schedule: list[Any], settings: BenchSettings, eos_token_id: int):
+    """TRL reward function: the task's grade, then our length_penalized_rewards on each (B, G) group."""
+    from ray_effreason.rewards import length_penalized_rewards
+
+    def length_penalized(prompts, completions, completion_ids, example_index, **kwargs) -> list[float]:
+        G = settings.samples_per_prompt
+        correct = np.array([bool(task.grade(completion[0]["content"], schedule[index])) and ids[-1:] == [eos_token_id]
+                            for completion, ids, index in zip(completions, completion_ids, example_index)])
+        num_tokens = np.array([len(ids) for ids in completion_ids])  # EOS included, as ours and vLLM count
+        return length_penalized_rewards(correct.reshape(-1, G), num_tokens.reshape(-1, G), settings.alpha).ravel().tolist()
+
+    return length_penalized
+
+
+def run_trl(settings: BenchSettings, model: Path, total_steps: int, output_dir: Path) -> list[dict[str, float]]:
+    """One RLOOTrainer run; per rollout step: wall time, generated tokens, the phase split."""
+    import torch
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
+    from trl import RLOOConfig, RLOOTrainer
+
+    from ray_effreason.tasks import load_task
+
+    torch.set_num_threads(settings.threads)
+    schedule = prompt_schedule(settings, total_steps)
+    dataset = Dataset.from_list([{"prompt": [{"role": "user", "content": example.prompt}], "example_index": index}
+                                 for index, example in enumerate(schedule)])
+    tokenizer = AutoTokenizer.from_pretrained(model)
+    task = load_task("synthetic", split="train")
+    steps: list[dict[str, float]] = []
+    current = dict.fromkeys(PHASES, 0.0) | {"tokens": 0.0}
+    optimizer_steps = settings.optimizer_steps
+
+    class TimedRLOOTrainer(RLOOTrainer):
+        """Times the phases around RLOOTrainer's own methods (generate and grade nest in score)."""
+
+        def _generate(self, prompts):
+            start = time.perf_counter()
+            prompt_ids, completion_ids, completions = super()._generate(prompts)
+            current["generate"] += time.perf_counter() - start
+            current["tokens"] += sum(len(ids) for ids in completion_ids)
+            return prompt_ids, completion_ids, completions
+
+        def _calculate_rewards(self, *args, **kwargs):
+            start = time.perf_counter()
+            rewards = super()._calculate_rewards(*args, **kwargs)
+            current["grade"] += time.perf_counter() - start
+            return rewards
+
+    class RolloutClock(TrainerCallback):
+        def on_train_begin(self, args, state, control, **kwargs):
+            self.last = time.perf_counter()
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step % optimizer_steps:
+                return
+            now = time.perf_counter()
+            wall = now - self.last
+            # update = old/ref log-probs + forward/backward + optimizer (as ours); other = the rest
+            steps.append({**current, "wall": wall, "update": wall - current["generate"] - current["grade"],
+                          "other": 0.0})
+            current.update(dict.fromkeys(PHASES, 0.0) | {"tokens": 0.0})
+            self.last = now
+
+    args = RLOOConfig(
+        output_dir=str(output_dir), seed=settings.seed, use_cpu=True, bf16=False, report_to="none",
+        save_strategy="no", logging_steps=10**6, disable_tqdm=True, shuffle_dataset=False,
+        max_steps=total_steps * optimizer_steps,
+        per_device_train_batch_size=settings.micro_batch_size,
+        gradient_accumulation_steps=settings.train_batch_size // settings.micro_batch_size,
+        generation_batch_size=settings.prompts_per_step * settings.samples_per_prompt,
+        num_generations=settings.samples_per_prompt, max_completion_length=settings.max_new_tokens,
+        temperature=1.0, top_p=1.0, top_k=0,
+        learning_rate=settings.lr, adam_beta1=0.9, adam_beta2=0.95, weight_decay=0.0, max_grad_norm=1.0,
+        lr_scheduler_type="constant_with_warmup", warmup_steps=settings.warmup_steps,
+        beta=settings.kl_coef, epsilon=settings.clip, num_iterations=1,
+        gradient_checkpointing=False,  # TRL's default is True; ours is off
+    )
+    trainer = TimedRLOOTrainer(model=AutoModelForCausalLM.from_pretrained(model), reward_funcs=trl_reward(
+        task, schedule, settings, tokenizer.eos_token_id), args=args, train_dataset=dataset,
+        processing_class=tokenizer, callbacks=[RolloutClock()])
+    trainer.train()
+    return steps[1:]  # the first rollout step is warm-up
+
+
+# ---------------------------------------------------------------- summary
+
+
+def summarize(steps: list[dict[str, float]], warmup: int) -> dict[str, float]:
+    """Throughput over the measured steps (after `warmup` more are dropped) and mean seconds per phase."""
+    measured = steps[warmup:]
+    wall = sum(step["wall"] for step in measured)
+    tokens = sum(step["tokens"] for step in measured)
+    summary = {"steps": len(measured), "steps_per_second": len(measured) / wall, "tokens_per_second": tokens / wall,
+               "generation_tokens_per_second": tokens / sum(step["generate"] for step in measured),
+               "tokens_per_step": tokens / len(measured)}
+    summary |= {f"seconds/{phase}": sum(step[phase] for step in measured) / len(measured) for phase in PHASES}
+    summary["seconds/step"] = wall / len(measured)
+    return summary
+
+
+def spread(values: list[float]) -> str:
+    return f"{statistics.median(values):.3g} [{min(values):.3g}-{max(values):.3g}]"
+
+
+def report(runs: dict[str, list[dict[str, float]]]) -> str:
+    """A markdown table: median [min-max] over repeats, and the ours/TRL ratio of medians."""
+    keys = ["steps_per_second", "tokens_per_second", "generation_tokens_per_second", "tokens_per_step",
+            "seconds/step", *(f"seconds/{phase}" for phase in PHASES)]
+    systems = list(runs)
+    lines = ["| metric | " + " | ".join(systems) + " | ours / TRL |", "|---" * (len(systems) + 2) + "|"]
+    for key in keys:
+        cells = [spread([run[key] for run in runs[system]]) for system in systems]
+        ratio = ""
+        if set(systems) == {"ours", "trl"}:
+            trl = statistics.median(run[key] for run in runs["trl"])
+            ratio = f"{statistics.median(run[key] for run in runs['ours']) / trl:.2f}" if trl else ""
+        lines.append(f"| {key} | " + " | ".join(cells) + f" | {ratio} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=4, help="measured rollout steps per run (after warm-up)")
+    parser.add_argument("--warmup", type=int, default=1, help="rollout steps dropped at the start of each run")
+    parser.add_argument("--repeats", type=int, default=2, help="runs per system, alternating ours/TRL")
+    parser.add_argument("--systems", default="ours,trl", help="comma-separated: ours, trl")
+    parser.add_argument("--model-dir", type=Path, default=Path("runs/bench/tiny_reasoner"),
+                        help="tiny reasoner build (cached; built on first use)")
+    parser.add_argument("--untrained", action="store_true", help="smoke test on an untrained model (no build)")
+    parser.add_argument("--output", type=Path, default=Path("runs/bench/rl_vs_trl"), help="run dirs and results.json")
+    for name, value in asdict(BenchSettings()).items():
+        parser.add_argument("--" + name.replace("_", "-"), type=type(value), default=value,
+                            help=f"shared setting (default: {value})")
+    args = parser.parse_args()
+    settings = BenchSettings(**{name: getattr(args, name) for name in asdict(BenchSettings())})
+    systems = args.systems.split(",")
+    unknown = [system for system in systems if system not in ("ours", "trl")]
+    if unknown:
+        raise ValueError(f"unknown systems {unknown}; valid: ['ours', 'trl']")
+    model = model_dir(args.model_dir, args.untrained)
+    run = {"ours": run_ours, "trl": run_trl}
+    # ours: the driver's first step record only starts the clock; TRL: run_trl drops its first step.
+    total_steps = args.warmup + args.steps
+    results: dict[str, list[dict[str, float]]] = {system: [] for system in systems}
+    raw: dict[str, list[list[dict[str, float]]]] = {system: [] for system in systems}
+    start = time.perf_counter()
+    for repeat in range(args.repeats):
+        for system in systems:
+            began = time.perf_counter()
+            steps = run[system](settings, model, total_steps, args.output / f"{system}-{repeat}")
+            summary = summarize(steps, args.warmup - 1)
+            summary["run_seconds"] = time.perf_counter() - began
+            results[system].append(summary)
+            raw[system].append(steps)
+            print(f"[{system} #{repeat}] " + json.dumps({k: round(v, 3) for k, v in summary.items()}), flush=True)
+    table = report(results)
+    print(f"\nsettings: {json.dumps(asdict(settings))}\nmeasured steps per run: {args.steps} "
+          f"(after {args.warmup} warm-up), repeats: {args.repeats}, total {time.perf_counter() - start:.0f}s\n")
+    print(table)
+    args.output.mkdir(parents=True, exist_ok=True)
+    (args.output / "results.json").write_text(json.dumps(
+        {"settings": asdict(settings), "steps": args.steps, "warmup": args.warmup, "summaries": results,
+         "per_step": raw, "versions": versions()}, indent=1))
+
+
+def versions() -> dict[str, str]:
+    import importlib.metadata as metadata
+
+    return {name: metadata.version(name) for name in ("torch", "transformers", "trl", "ray", "deepspeed")}
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,116 @@
+"""Start the actors of one run inside a placement group: learners, generation workers, verifiers.
+
+Every actor declares what it needs (GPUs on cuda; CPUs, fractions allowed on a CPU-only laptop) and
+is pinned to a bundle of one placement group, so a run gets all its resources or waits, instead of
+deadlocking half-started next to a parallel sweep job. Actors are named `<run>-<role>-<index>` so
+they can be found in the Ray dashboard.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import ray
+from ray.util.placement_group import placement_group
+from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+from ray_effreason.actors.generator import GenerationWorker, GeneratorGroup
+from ray_effreason.actors.learner import LearnerGroup, LearnerWorker
+from ray_effreason.actors.verifier import VerifierPool
+from ray_effreason.actors.weight_sync import free_port
+from ray_effreason.config import LearnerConfig, LossConfig, RolloutConfig
+from ray_effreason.tasks.base import Task
+
+
+def cluster_device(requested: str) -> str:
+    """'auto' -> 'cuda' when the Ray cluster has GPUs (the driver itself may sit on a CPU head node)."""
+    if requested != "auto":
+        return requested
+    return "cuda" if ray.cluster_resources().get("GPU", 0) > 0 else "cpu"
+
+
+def generator_backend(requested: str, device: str) -> str:
+    if requested != "auto":
+        return requested
+    return "vllm" if device == "cuda" else "transformers"
+
+
+@dataclass
+class Actors:
+    generators: GeneratorGroup
+    verifiers: VerifierPool
+    learners: LearnerGroup | None
+    placement_group: Any
+    device: str
+
+
+def _bundle(device: str, cpus: float, gpus: int) -> dict[str, float]:
+    return {"CPU": cpus, "GPU": gpus} if device == "cuda" and gpus else {"CPU": cpus}
+
+
+def start_actors(*, name: str, task: Task, model_path: str, tokenizer_path: str | None, device: str,
+                 rollout: RolloutConfig, num_verifiers: int, seed: int, learner: LearnerConfig | None = None,
+                 loss: LossConfig | None = None, learner_model_path: str | None = None,
+                 verifier_cpus: float = 0.25) -> Actors:
+    """Placement group + actors; `learner=None` starts generation and grading only (evaluation)."""
+    cpus = learner.num_cpus_per_actor if learner else 1.0
+    threads = max(1, int(cpus))
+    num_learners = learner.num_learners if learner else 0
+    bundles = ([_bundle(device, cpus, 1)] * num_learners
+               + [_bundle(device, cpus, rollout.tensor_parallel_size)] * rollout.num_generators
+               + [{"CPU": verifier_cpus}] * num_verifiers)
+    group = placement_group(bundles, strategy="PACK", name=f"{name}-pg")
+    ray.get(group.ready())
+
+    def strategy(index: int) -> PlacementGroupSchedulingStrategy:
+        return PlacementGroupSchedulingStrategy(group, placement_group_bundle_index=index)
+
+    learners = None
+    if learner is not None:
+        @ray.remote(num_cpus=0)
+        def address() -> tuple[str, int]:
+            return ray.util.get_node_ip_address(), free_port()
+
+        host, port = ray.get(address.options(scheduling_strategy=strategy(0)).remote())
+        remote = ray.remote(LearnerWorker)
+        gpus = 1 if device == "cuda" else 0
+        learners = LearnerGroup([
+            remote.options(name=f"{name}-learner-{rank}", num_cpus=cpus, num_gpus=gpus,
+                           scheduling_strategy=strategy(rank)).remote(
+                rank, num_learners, host, port, learner_model_path or model_path, learner, loss,
+                rollout.temperature, rollout.max_new_tokens, device, seed, threads)
+            for rank in range(num_learners)])
+
+    backend = generator_backend(rollout.generator_backend, device)
+    remote = ray.remote(GenerationWorker)
+    # vLLM with tensor parallelism > 1 starts its own Ray workers for the shards: the actor takes no GPU.
+    gpus = rollout.tensor_parallel_size if device == "cuda" and rollout.tensor_parallel_size == 1 else 0
+    generators = GeneratorGroup([
+        remote.options(name=f"{name}-generator-{index}", num_cpus=cpus, num_gpus=gpus,
+                       scheduling_strategy=strategy(num_learners + index)).remote(
+            model_path, tokenizer_path, backend, device, seed + index, threads, rollout.tensor_parallel_size,
+            rollout.gpu_memory_utilization, rollout.max_prompt_tokens + rollout.max_new_tokens,
+            rollout.generation_batch_size)
+        for index in range(rollout.num_generators)])
+    verifiers = VerifierPool(task, num_verifiers, num_cpus=verifier_cpus, name_prefix=name, placement_group=group)
+    return Actors(generators, verifiers, learners, group, device)
+
+
+def init_weight_sync(actors: Actors, rollout: RolloutConfig) -> list[Any]:
+    """Join learner rank 0 and every generation worker (and TP shard) into one broadcast group."""
+    rank0 = actors.learners.workers[0]
+    host, port = ray.get(rank0.sync_address.remote())
+    world_size = 1 + rollout.num_generators * rollout.tensor_parallel_size
+    backend = "nccl" if actors.device == "cuda" else "gloo"
+    calls = [rank0.init_weight_sync.remote(host, port, world_size, backend)]
+    calls += [worker.init_weight_sync.remote(host, port, 1 + index * rollout.tensor_parallel_size, world_size, backend)
+              for index, worker in enumerate(actors.generators.workers)]
+    ray.get(calls)
+    return ray.get(rank0.weight_specs.remote())
+
+
+def sync_weights(actors: Actors, specs: list[Any]) -> None:
+    calls = actors.learners.broadcast_weights(specs)
+    calls += [worker.receive_weights.remote(specs) for worker in actors.generators.workers]
+    ray.get(calls)

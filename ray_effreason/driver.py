@@ -1,0 +1,188 @@
+"""The RL loop for one alpha: length-penalized RL (Arora & Zanette 2025) on Ray actors.
+
+    0. start       Ray, the output dir, the task, actors in one placement group, the weight-sync group;
+                   with --resume: the last checkpoint (weights, optimizer, step, data order)
+    per rollout step:
+    1. prompts     B prompts in a seeded per-epoch order (the same order after a resume)
+    2. generate    B*G sample requests, each with its own seed, spread over the generation workers
+    3. grade       the verifier pool; truncated samples (no EOS) are not correct
+    4. reward      length_penalized_rewards on (B, G): mean/std over each prompt's correct samples
+    5. advantages  RLOO on (B, G) (no per-group std scaling: it would cancel alpha)
+    6. update      the learner group: old/ref log-probs, token-level PPO-clip, k1 KL in the reward,
+                   optimizer_steps = B*G / train_batch_size steps (the paper: 2)
+    7. sync        learner rank 0 broadcasts the new weights to every generation worker
+    8. log         metrics.jsonl, the job log, Ray dashboard metrics, a sample of rollouts to parquet
+    9. checkpoint  every save_every steps: HF weights + DeepSpeed state + driver state, atomically
+
+Departures from the paper, each also noted where it happens: the prompt is never truncated (an error
+instead, generator.tokenize_prompts); log-probs use logits / temperature (learner.py); advantage
+whitening is off by default (learner.py, PAPER.md §1.4); truncated samples can never crash the reward
+(rewards.py, PAPER.md §1.3).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import ray
+
+from ray_effreason.actors.generator import SampleRequest, SamplingConfig
+from ray_effreason.actors.launch import cluster_device, init_weight_sync, start_actors, sync_weights
+from ray_effreason.advantages import compute_advantages
+from ray_effreason.config import TrainConfig, from_dict, to_dict
+from ray_effreason.rewards import length_penalized_rewards
+from ray_effreason.run_log import RunLog
+from ray_effreason.tasks import load_task
+
+
+def sample_seed(seed: int, step: int, prompt_index: int, sample_index: int) -> int:
+    """One independent, reproducible sampling seed per sample (any worker, any batch)."""
+    return int(np.random.SeedSequence([seed, step, prompt_index, sample_index]).generate_state(1)[0])
+
+
+def prompt_indices(num_prompts: int, batch: int, step: int, seed: int) -> list[int]:
+    """Prompts of rollout step `step`: a fresh seeded permutation every epoch; a pure function of step."""
+    steps_per_epoch = num_prompts // batch
+    if steps_per_epoch == 0:
+        raise ValueError(f"the task has {num_prompts} prompts, fewer than prompts_per_step={batch}")
+    epoch, offset = divmod(step, steps_per_epoch)
+    order = np.random.default_rng([seed, epoch]).permutation(num_prompts)
+    return order[offset * batch:(offset + 1) * batch].tolist()
+
+
+def latest_checkpoint(output_dir: Path) -> Path | None:
+    """The newest complete checkpoint (driver_state.json is written last)."""
+    complete = [path for path in (output_dir / "checkpoints").glob("step-*") if (path / "driver_state.json").exists()]
+    return max(complete, key=lambda path: int(path.name.split("-")[1]), default=None)
+
+
+def train(config: TrainConfig) -> Path:
+    """Run the loop; returns the final checkpoint directory (Hugging Face format)."""
+    # ------------------------------------------------------------------ 0. start
+    if not ray.is_initialized():
+        ray.init()
+    output_dir = Path(config.output_dir)
+    (output_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+    start_step, model_path, resumed_from = 0, config.model.model, None
+    if config.resume:
+        resumed_from = latest_checkpoint(output_dir)
+        if resumed_from is not None:
+            state = json.loads((resumed_from / "driver_state.json").read_text())
+            saved = from_dict(TrainConfig, state["config"])
+            if (saved.seed, saved.max_prompts, saved.rollout.prompts_per_step) != (
+                    config.seed, config.max_prompts, config.rollout.prompts_per_step):
+                raise ValueError(f"--resume with a different data order than {resumed_from}: seed, max_prompts "
+                                 f"and prompts_per_step must match the original run")
+            start_step, model_path = state["step"], str(resumed_from)
+    (output_dir / "config.json").write_text(json.dumps(to_dict(config), indent=2))
+    log = RunLog(output_dir, config.name, config.reward.alpha, truncate_after_step=start_step)
+
+    task = load_task(config.task, path=config.task_path, split="train")
+    examples = task.examples[: config.max_prompts]
+    device = cluster_device(config.model.device)
+    tokenizer_path = config.model.tokenizer or config.model.model
+    actors = start_actors(name=config.name, task=task, model_path=model_path, tokenizer_path=tokenizer_path,
+                          device=device, rollout=config.rollout, num_verifiers=config.reward.num_verifiers,
+                          seed=config.seed, learner=config.learner, loss=config.loss)
+    if resumed_from is not None:
+        actors.learners.load_checkpoint(str(resumed_from))
+    specs = init_weight_sync(actors, config.rollout)
+    sampling = SamplingConfig(config.rollout.temperature, config.rollout.top_p, config.rollout.max_new_tokens,
+                              config.rollout.max_prompt_tokens)
+    B, G = config.rollout.prompts_per_step, config.rollout.samples_per_prompt
+    optimizer_steps = B * G // config.learner.train_batch_size
+    log.info(f"run {config.name}: device={device}, {len(examples)} prompts, steps {start_step}->{config.num_steps}"
+             + (f", resumed from {resumed_from}" if resumed_from else ""))
+
+    checkpoint = resumed_from
+    for step in range(start_step, config.num_steps):
+        timings: dict[str, float] = {}
+        clock = time.perf_counter()
+
+        def lap(phase: str) -> None:
+            nonlocal clock
+            now = time.perf_counter()
+            timings[f"time/{phase}"] = now - clock
+            clock = now
+
+        # ------------------------------------------------------------------ 1. prompts
+        batch = [examples[index] for index in prompt_indices(len(examples), B, step, config.seed)]
+        requests = [SampleRequest(p * G + g, p, g, batch[p].prompt, sample_seed(config.seed, step, p, g))
+                    for p in range(B) for g in range(G)]
+        # ------------------------------------------------------------------ 2. generate
+        completions = sorted(actors.generators.generate(requests, sampling), key=lambda c: c.request_id)
+        lap("generate")
+        # ------------------------------------------------------------------ 3. grade
+        grades = actors.verifiers.grade([c.text for c in completions], [batch[c.prompt_index] for c in completions],
+                                        [c.finish_reason for c in completions])
+        lap("grade")
+        # ------------------------------------------------------------------ 4. reward, 5. advantages
+        correct = np.array([grade.correct for grade in grades]).reshape(B, G)  # (B, G)
+        num_tokens = np.array([c.num_tokens for c in completions]).reshape(B, G)  # (B, G)
+        rewards = length_penalized_rewards(correct, num_tokens, config.reward.alpha)  # (B, G)
+        advantages = compute_advantages(config.loss.advantage, rewards)  # (B, G)
+        # ------------------------------------------------------------------ 6. update
+        samples = [{"prompt_token_ids": c.prompt_token_ids, "token_ids": c.token_ids,
+                    "advantage": float(advantages.flat[c.request_id])} for c in completions]
+        order = np.random.default_rng([config.seed, step, 1]).permutation(len(samples))  # minibatch shuffle
+        learner_metrics = actors.learners.train([samples[index] for index in order], optimizer_steps)
+        lap("update")
+        # ------------------------------------------------------------------ 7. sync
+        sync_weights(actors, specs)
+        lap("sync")
+        # ------------------------------------------------------------------ 8. log
+        metrics = step_metrics(step + 1, config.reward.alpha, correct, num_tokens, rewards, grades, completions)
+        metrics.update(learner_metrics)
+        metrics.update(timings)
+        metrics["tokens_per_second"] = float(num_tokens.sum()) / max(timings["time/generate"], 1e-9)
+        log.step(metrics)
+        log.rollouts(step + 1, completions[: config.rollouts_logged], grades, rewards, advantages, batch)
+        # ------------------------------------------------------------------ 9. checkpoint
+        last = step + 1 == config.num_steps
+        if (step + 1) % config.save_every == 0 or last:
+            checkpoint = save_checkpoint(actors, output_dir, step + 1, config, tokenizer_path)
+            log.info(f"checkpoint {checkpoint}")
+    if checkpoint is None:
+        raise RuntimeError("no steps were run and no checkpoint exists")
+    (output_dir / "final_checkpoint").write_text(str(checkpoint.resolve()))
+    log.info(f"done: final model at {checkpoint}")
+    return checkpoint
+
+
+def step_metrics(step: int, alpha: float, correct: np.ndarray, num_tokens: np.ndarray, rewards: np.ndarray,
+                 grades: list[Any], completions: list[Any]) -> dict[str, float]:
+    truncated = np.array([grade.truncated for grade in grades])
+    return {
+        "step": step,
+        "alpha": alpha,
+        "reward": float(rewards.mean()),
+        "accuracy": float(correct.mean()),
+        "mean_tokens": float(num_tokens.mean()),
+        "max_tokens": float(num_tokens.max()),
+        "mean_tokens_correct": float(num_tokens[correct].mean()) if correct.any() else float("nan"),
+        "truncation_rate": float(truncated.mean()),
+        "all_correct_groups": float(correct.all(axis=1).mean()),
+        "all_wrong_groups": float((~correct).all(axis=1).mean()),
+    }
+
+
+def save_checkpoint(actors: Any, output_dir: Path, step: int, config: TrainConfig, tokenizer_path: str) -> Path:
+    """Write into step-N.tmp, then rename: a run killed mid-save leaves the previous checkpoint intact."""
+    final = output_dir / "checkpoints" / f"step-{step}"
+    staging = final.with_name(final.name + ".tmp")
+    shutil.rmtree(staging, ignore_errors=True)
+    actors.learners.save_checkpoint(str(staging.resolve()), tokenizer_path)
+    (staging / "driver_state.json").write_text(json.dumps({"step": step, "config": to_dict(config)}, indent=2))
+    shutil.rmtree(final, ignore_errors=True)
+    os.replace(staging, final)
+    kept = sorted((path for path in final.parent.glob("step-*") if not path.name.endswith(".tmp")),
+                  key=lambda path: int(path.name.split("-")[1]))
+    for old in kept[: -config.keep_checkpoints]:
+        shutil.rmtree(old, ignore_errors=True)
+    return final

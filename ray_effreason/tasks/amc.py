@@ -1,0 +1,34 @@
+"""AMC 2023 (12A and 12B): the 40 problems of the Qwen2.5-Math evaluation, integer answers.
+
+Not in the paper's own evaluation (PAPER.md §4); included as a mid-difficulty math benchmark.
+Hub source `math-ai/amc23` stores the question as `question` and the answer as a float (27.0).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ray_effreason.tasks import load_examples, load_hf_rows
+from ray_effreason.tasks.base import MATH_INSTRUCTION, Example, Task
+from ray_effreason.verifiers import check_math
+
+
+def example_from_row(row: dict[str, Any], index: int) -> Example:
+    answer = float(row["answer"])
+    if not answer.is_integer():
+        raise ValueError(f"AMC answer {row['answer']!r} is not an integer")
+    problem = row["problem"] if "problem" in row else row["question"]
+    identifier = row.get("id")
+    return Example(id=f"amc23-{index}" if identifier is None else str(identifier),
+                   prompt=problem.strip() + "\n" + MATH_INSTRUCTION, gold=str(int(answer)))
+
+
+class AMC23(Task):
+    name = "amc23"
+
+    def _load(self) -> list[Example]:
+        return load_examples(self, ("id", "problem", "answer"), example_from_row,
+                             lambda: load_hf_rows("math-ai/amc23", None, self.split))
+
+    def grade(self, completion: str, example: Example) -> bool | None:
+        return check_math(completion, example.gold)

@@ -1,0 +1,35 @@
+"""MATH500 (Lightman et al. 2023): 500 MATH test problems, levels 1-5, seven subjects.
+
+Paper §4 loads `di-zhang-fdu/MATH500`; `HuggingFaceH4/MATH-500` holds the same 500 problems with the
+same fields (problem, solution, answer, subject, level, unique_id), as does shared/data/math500.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ray_effreason.tasks import load_examples, load_hf_rows
+from ray_effreason.tasks.base import MATH_INSTRUCTION, Example, Task
+from ray_effreason.verifiers import check_math
+
+FIELDS = ("problem", "solution", "answer", "subject", "level", "unique_id")
+
+
+def example_from_row(row: dict[str, Any], index: int) -> Example:
+    level = int(row["level"])
+    if not 1 <= level <= 5:
+        raise ValueError(f"level {level} is not in 1..5")
+    if not str(row["answer"]).strip():
+        raise ValueError("empty answer")
+    return Example(id=str(row["unique_id"]), prompt=row["problem"].strip() + "\n" + MATH_INSTRUCTION,
+                   gold=str(row["answer"]), level=level, subject=str(row["subject"]), reference=row["solution"])
+
+
+class MATH500(Task):
+    name = "math500"
+
+    def _load(self) -> list[Example]:
+        return load_examples(self, FIELDS, example_from_row, lambda: load_hf_rows("HuggingFaceH4/MATH-500", None, self.split))
+
+    def grade(self, completion: str, example: Example) -> bool | None:
+        return check_math(completion, example.gold)

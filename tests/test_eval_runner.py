@@ -1,0 +1,212 @@
+"""The evaluation runner end to end: real Ray actors, a real tiny Qwen2 (random weights), real benchmark files.
+
+One Ray instance for the module; three evaluations start actors (a base run, a resume, a forced-answer
+run), everything else reuses their output directories.
+"""
+
+import importlib.util
+import shutil
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+import ray
+import torch
+from transformers import AutoTokenizer
+
+from ray_effreason.eval_runner import RECORDS, EvalConfig, evaluate, load_tasks, model_names, report_only
+from ray_effreason.evaluation import read_records, read_summary
+from ray_effreason.tiny_reasoner import build_model, build_tokenizer
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+PNG_HEADER = b"\x89PNG\r\n\x1a\n"
+TASKS = ("gsm8k", "math500", "aime2024", "commonsenseqa")
+MAX_NEW_TOKENS = 12
+FORCED_ANSWER_TOKENS = 4
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    torch.set_num_threads(1)
+    ray.init(num_cpus=4, include_dashboard=False)
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory) -> Path:
+    """A randomly initialized tiny Qwen2 saved twice under two names (the forced run uses the second)."""
+    root = tmp_path_factory.mktemp("models")
+    tokenizer = build_tokenizer()
+    model = build_model(tokenizer, seed=0)
+    for name in ("tiny", "tiny-forced"):
+        model.save_pretrained(root / name)
+        tokenizer.save_pretrained(root / name)
+    return root
+
+
+def config(data_dir, model_dir, output_dir, **overrides) -> EvalConfig:
+    values = dict(models=(str(model_dir / "tiny"),), tasks=TASKS, data_dir=str(data_dir), output_dir=str(output_dir),
+                  samples=2, limit=2, max_new_tokens=MAX_NEW_TOKENS, num_verifiers=2, device="cpu")
+    return EvalConfig(**{**values, **overrides})
+
+
+@pytest.fixture(scope="module")
+def base_run(ray_cluster, data_dir, model_dir, tmp_path_factory):
+    output_dir = tmp_path_factory.mktemp("base")
+    return output_dir, evaluate(config(data_dir, model_dir, output_dir))
+
+
+def part_files(output_dir: Path) -> list[Path]:
+    return sorted((output_dir / RECORDS).glob("part-*.parquet"))
+
+
+# ---------------------------------------------------------------- a full run
+
+
+def test_evaluate_benchmarks_records_one_per_problem_and_sample(base_run, data_dir):
+    output_dir, summary = base_run
+    rows = read_records(output_dir / RECORDS).to_pylist()
+    assert len(rows) == len(TASKS) * 2 * 2  # tasks x limit x samples
+    tasks = load_tasks(config(data_dir, Path("."), output_dir))
+    for name in TASKS:
+        examples = {example.id: example for example in tasks[name].examples[:2]}
+        task_rows = [row for row in rows if row["task"] == name]
+        assert {(row["problem_id"], row["sample_index"]) for row in task_rows} == {
+            (problem_id, index) for problem_id in examples for index in (0, 1)}
+        for row in task_rows:
+            assert row["model"] == "tiny"
+            assert 1 <= row["num_tokens"] <= MAX_NEW_TOKENS
+            assert (row["finish_reason"] == "length") == (row["num_tokens"] == MAX_NEW_TOKENS)
+            assert row["level"] == examples[row["problem_id"]].level
+            assert row["min_tokens"] is None
+            if row["extracted_answer"] is None:
+                assert row["correct"] is False
+    assert any(row["level"] is not None for row in rows if row["task"] == "math500")
+    for name in TASKS:
+        assert summary["models"]["tiny"][name]["n_samples"] == 4
+    assert summary["metadata"]["generated"] == {"tiny": {name: 4 for name in TASKS}}
+
+
+def test_evaluate_writes_summary_markdown_and_plots(base_run):
+    output_dir, summary = base_run
+    assert read_summary(output_dir)["models"] == summary["models"]
+    markdown = (output_dir / "summary.md").read_text()
+    assert all(f"| tiny (base) | {name} |" in markdown for name in TASKS)
+    for plot in ("pareto.png", "tokens_by_level.png"):  # math500 has levels
+        assert (output_dir / plot).read_bytes()[:8] == PNG_HEADER
+
+
+# ---------------------------------------------------------------- resume
+
+
+@pytest.fixture(scope="module")
+def resumed_run(base_run, data_dir, model_dir, tmp_path_factory):
+    """The base run's directory copied, then evaluated again with one more problem per task."""
+    output_dir = tmp_path_factory.mktemp("resumed") / "eval"
+    shutil.copytree(base_run[0], output_dir)
+    before = part_files(output_dir)
+    return output_dir, before, evaluate(config(data_dir, model_dir, output_dir, limit=3))
+
+
+def test_resume_generates_only_the_new_problem(resumed_run, base_run, data_dir):
+    output_dir, before, summary = resumed_run
+    assert summary["metadata"]["generated"] == {"tiny": {name: 2 for name in TASKS}}
+    new_rows = [row for path in part_files(output_dir) if path not in before for row in pq.read_table(path).to_pylist()]
+    third = {name: task.examples[2].id for name, task in load_tasks(config(data_dir, Path("."), output_dir)).items()}
+    assert sorted((row["task"], row["problem_id"], row["sample_index"]) for row in new_rows) == sorted(
+        (name, third[name], index) for name in TASKS for index in (0, 1))
+    # No duplicates on disk (not only after read_records drops them), and old records untouched.
+    raw = sum(pq.read_table(path).num_rows for path in part_files(output_dir))
+    assert raw == len(read_records(output_dir / RECORDS)) == len(TASKS) * 3 * 2
+    assert read_records(before).to_pylist() == read_records(base_run[0] / RECORDS).to_pylist()
+
+
+def test_rerun_with_the_same_config_writes_nothing(resumed_run, data_dir, model_dir):
+    output_dir, _, _ = resumed_run
+    parts = part_files(output_dir)
+    summary = evaluate(config(data_dir, model_dir, output_dir, limit=3))
+    assert summary["metadata"]["generated"] == {"tiny": {name: 0 for name in TASKS}}
+    assert part_files(output_dir) == parts
+
+
+# ---------------------------------------------------------------- forced answer
+
+
+@pytest.fixture(scope="module")
+def forced_run(base_run, data_dir, model_dir, tmp_path_factory):
+    """Same weights and seeds as the base run (other name), gsm8k and math500, answers forced."""
+    output_dir = tmp_path_factory.mktemp("forced")
+    evaluate(config(data_dir, model_dir, output_dir, models=(str(model_dir / "tiny-forced"),),
+                    tasks=("gsm8k", "math500"), force_answer=True, forced_answer_tokens=FORCED_ANSWER_TOKENS))
+    return output_dir
+
+
+def test_force_answer_counts_the_continuation_of_truncated_samples(forced_run, base_run, model_dir):
+    tokenizer = AutoTokenizer.from_pretrained(model_dir / "tiny-forced")  # as the runner and the workers load it
+    suffix_tokens = [len(tokenizer(suffix, add_special_tokens=False)["input_ids"])
+                     for suffix in ("\n\nFinal answer: \\boxed{", "\n</think>\n\nFinal answer: \\boxed{")]
+    key = ("task", "problem_id", "sample_index")
+    plain = {tuple(row[name] for name in key): row for row in read_records(base_run[0] / RECORDS).to_pylist()}
+    forced = read_records(forced_run / RECORDS).to_pylist()
+    assert len(forced) == 2 * 2 * 2 and {row["model"] for row in forced} == {"tiny-forced"}
+    truncated = 0
+    for row in forced:
+        before = plain[tuple(row[name] for name in key)]
+        assert row["finish_reason"] == before["finish_reason"]  # same seeds: the same first part
+        if row["finish_reason"] == "stop":
+            assert row["num_tokens"] == before["num_tokens"]
+        else:
+            truncated += 1
+            extra = row["num_tokens"] - MAX_NEW_TOKENS
+            assert min(suffix_tokens) + 1 <= extra <= max(suffix_tokens) + FORCED_ANSWER_TOKENS
+    assert truncated > 0  # a random model rarely emits EOS within 12 tokens
+
+
+# ---------------------------------------------------------------- report only and the CLI
+
+
+def load_job():
+    spec = importlib.util.spec_from_file_location("evaluate_job", REPO_ROOT / "jobs" / "evaluate.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_report_flag_merges_dirs_without_generating(base_run, forced_run, tmp_path):
+    load_job().main(["--report", str(base_run[0]), str(forced_run), "--output-dir", str(tmp_path)])
+    summary = read_summary(tmp_path)
+    assert summary["base_model"] == "tiny"  # taken from the first dir's summary.json
+    assert set(summary["models"]) == {"tiny", "tiny-forced"}
+    assert summary["models"]["tiny"] == base_run[1]["models"]["tiny"]
+    assert summary["relative"]["tiny-forced"]["tasks"] == ["gsm8k", "math500"]
+    assert (tmp_path / "pareto.png").read_bytes()[:8] == PNG_HEADER
+    assert not (tmp_path / RECORDS).exists()
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--tasks", "gsm8k,mmlu"], "--tasks: unknown"),
+    (["--tasks", "gsm8k", "--data-dir", "/nonexistent"], "--data-dir: no gsm8k/"),
+    (["--tasks", "gsm8k,math500", "--task-path", "x.jsonl"], "--task-path needs exactly one task"),
+    (["--samples", "gsm8k=two"], "--samples: expected an int"),
+])
+def test_cli_bad_input_names_the_flag(flags, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        load_job().main(["--models", "org/model", *flags])
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_report_flag_missing_dir_names_it(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        load_job().main(["--report", str(tmp_path / "missing"), "--output-dir", str(tmp_path)])
+    assert f"--report: {tmp_path / 'missing'} does not exist" in capsys.readouterr().err
+
+
+def test_model_names_same_basename_get_their_parent(tmp_path):
+    for run in ("a", "b"):
+        (tmp_path / run / "final").mkdir(parents=True)
+    assert model_names([str(tmp_path / "a" / "final"), str(tmp_path / "b" / "final"), "org/final"]) == [
+        "a/final", "b/final", "org/final"]
+    with pytest.raises(ValueError, match="listed twice"):
+        model_names(["org/x", "org/x"])
