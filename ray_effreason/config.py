@@ -221,3 +221,23 @@ def resolve_device(requested: str) -> str:
     import torch
 
     return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def flat_fields(config: Any) -> dict[str, Any]:
+    """Leaf field name -> value, nested dataclasses flattened (the CLI's namespace)."""
+    values: dict[str, Any] = {}
+    for item in dataclasses.fields(config):
+        value = getattr(config, item.name)
+        values.update(flat_fields(value) if dataclasses.is_dataclass(value) else {item.name: value})
+    return values
+
+
+def to_arguments(config: Any) -> list[str]:
+    """The command-line flags that rebuild `config` (for launching a child job with exactly these values)."""
+    arguments: list[str] = []
+    for name, value in flat_fields(config).items():
+        if isinstance(value, bool):
+            arguments.append(_flag(name) if value else "--no-" + name.replace("_", "-"))
+        elif value is not None:
+            arguments += [_flag(name), str(value)]
+    return arguments

@@ -214,3 +214,45 @@ def write_report(summary: dict[str, Any], out_dir: str | Path) -> dict[str, Path
     if levels:
         paths["tokens_by_level_png"] = plot_tokens_by_level(summary, out_dir / "tokens_by_level.png")
     return paths
+
+
+def plot_family(entries: Sequence[dict[str, Any]], pareto_path: str | Path, levels_path: str | Path) -> None:
+    """The alpha family of a sweep: accuracy vs mean tokens as a curve (base marked), and tokens by level.
+
+    `entries` are sweep.family_summary rows: name, alpha (None for the base), accuracy, mean_tokens,
+    by_level {level: {accuracy, mean_tokens, mean_tokens_over_min_tokens}}.
+    """
+    base = [entry for entry in entries if entry["alpha"] is None]
+    family = sorted((entry for entry in entries if entry["alpha"] is not None), key=lambda entry: entry["alpha"])
+    figure = Figure(figsize=(6.4, 4.8))
+    axes = figure.add_subplot()
+    axes.plot([entry["mean_tokens"] for entry in family], [100 * entry["accuracy"] for entry in family],
+              "o-", color="tab:blue", label="RL family")
+    for entry in family:
+        axes.annotate(f"α={entry['alpha']:g}", (entry["mean_tokens"], 100 * entry["accuracy"]),
+                      textcoords="offset points", xytext=(5, 5))
+    for entry in base:
+        axes.plot(entry["mean_tokens"], 100 * entry["accuracy"], "*", color="tab:red", markersize=15,
+                  label="base model")
+    axes.set_xlabel("mean generated tokens (all samples)")
+    axes.set_ylabel("accuracy (%)")
+    axes.set_title("accuracy vs tokens")
+    axes.grid(alpha=0.3)
+    axes.legend()
+    figure.tight_layout()
+    figure.savefig(pareto_path, dpi=120)
+
+    figure = Figure(figsize=(7.2, 4.8))
+    axes = figure.add_subplot()
+    for entry in [*base, *family]:
+        levels = sorted(entry["by_level"], key=int)
+        label = "base" if entry["alpha"] is None else f"α={entry['alpha']:g}"
+        axes.plot([int(level) for level in levels], [entry["by_level"][level]["mean_tokens"] for level in levels],
+                  "o-" if entry["alpha"] is not None else "*--", label=label)
+    axes.set_xlabel("difficulty level")
+    axes.set_ylabel("mean generated tokens")
+    axes.set_title("tokens by difficulty level (harder problems keep more tokens)")
+    axes.grid(alpha=0.3)
+    axes.legend()
+    figure.tight_layout()
+    figure.savefig(levels_path, dpi=120)

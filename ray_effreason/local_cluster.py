@@ -1,0 +1,109 @@
+"""A local single-node Ray head for newcomers and tests: bound to 127.0.0.1, token authentication on.
+
+    python -m ray_effreason.local_cluster start [--dashboard-port 8265] [--num-cpus N]
+    python -m ray_effreason.local_cluster sweep [-- SWEEP FLAGS]     # start if needed, ray job submit, wait
+    python -m ray_effreason.local_cluster stop
+
+The token lives in `.ray/auth_token` in the repo (git-ignored); every command here exports
+RAY_AUTH_MODE=token and RAY_AUTH_TOKEN_PATH so `ray job submit` and the jobs authenticate. To use the
+`ray` CLI yourself: `export RAY_AUTH_MODE=token RAY_AUTH_TOKEN_PATH=$PWD/.ray/auth_token`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+TOKEN_PATH = REPO / ".ray" / "auth_token"
+
+
+def ray_environment() -> dict[str, str]:
+    """Environment for ray CLI calls: token auth, and this venv's bin first so jobs use its python."""
+    if not TOKEN_PATH.exists():
+        TOKEN_PATH.parent.mkdir(parents=True, exist_ok=True)
+        TOKEN_PATH.write_text(secrets.token_hex(32))
+        TOKEN_PATH.chmod(0o600)
+    bin_dir = str(Path(sys.executable).parent)
+    return {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(TOKEN_PATH),
+            "PATH": bin_dir + os.pathsep + os.environ.get("PATH", "")}
+
+
+def ray_cli() -> str:
+    return str(Path(sys.executable).parent / "ray") if (Path(sys.executable).parent / "ray").exists() else "ray"
+
+
+def dashboard_up(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/version", timeout=2):
+            return True
+    except OSError as error:  # 401 means it is up and asks for the token
+        return "401" in str(error)
+
+
+def start(dashboard_port: int, num_cpus: int | None, gcs_port: int = 6379) -> None:
+    if dashboard_up(dashboard_port):
+        print(f"Ray head already running; dashboard at http://127.0.0.1:{dashboard_port}")
+        return
+    # Logical CPUs: actors declare fractions of a CPU on a laptop; several per core is fine for tiny models.
+    cpus = num_cpus or max(8, 4 * (os.cpu_count() or 1))
+    command = [ray_cli(), "start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(gcs_port),
+               "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dashboard_port), "--num-cpus", str(cpus),
+               "--disable-usage-stats"]
+    subprocess.run(command, check=True, env=ray_environment())
+    for _ in range(60):
+        if dashboard_up(dashboard_port):
+            break
+        time.sleep(1)
+    print(f"Ray head up (token auth on); dashboard at http://127.0.0.1:{dashboard_port}")
+
+
+def stop() -> None:
+    subprocess.run([ray_cli(), "stop", "--force"], check=False, env=ray_environment())
+
+
+def submit(dashboard_port: int, script_and_flags: list[str]) -> int:
+    """`ray job submit` from the repo root (its working dir is uploaded, .venv and runs/ excluded)."""
+    command = [ray_cli(), "job", "submit", "--address", f"http://127.0.0.1:{dashboard_port}",
+               "--runtime-env", str(REPO / "cluster" / "runtime_env.local.yaml"), "--", "python", *script_and_flags]
+    print("$", " ".join(command), flush=True)
+    return subprocess.run(command, cwd=REPO, env=ray_environment()).returncode
+
+
+def sweep(dashboard_port: int, num_cpus: int | None, flags: list[str]) -> int:
+    start(dashboard_port, num_cpus)
+    if "--output-dir" not in flags:  # absolute: the job runs in an uploaded copy of the repo
+        flags = ["--output-dir", str(REPO / "runs" / "sweep"), *flags]
+    print(f"Watch it in the Ray dashboard: http://127.0.0.1:{dashboard_port} (Jobs tab: one job per alpha)")
+    code = submit(dashboard_port, ["jobs/sweep_alpha.py", *flags])
+    output_dir = Path(flags[flags.index("--output-dir") + 1])
+    if code == 0 and (output_dir / "summary.md").exists():
+        print(f"\nResults in {output_dir}:\n" + (output_dir / "summary.md").read_text())
+    return code
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("command", choices=["start", "stop", "sweep"], help="what to do")
+    parser.add_argument("--dashboard-port", type=int, default=8265, help="dashboard (and job API) port")
+    parser.add_argument("--num-cpus", type=int, default=None, help="logical CPUs of the head (default: 4 per core, >= 8)")
+    parser.add_argument("rest", nargs=argparse.REMAINDER, help="after --: flags for jobs/sweep_alpha.py")
+    arguments = parser.parse_args(argv)
+    rest = arguments.rest[1:] if arguments.rest[:1] == ["--"] else arguments.rest
+    if arguments.command == "start":
+        start(arguments.dashboard_port, arguments.num_cpus)
+    elif arguments.command == "stop":
+        stop()
+    else:
+        return sweep(arguments.dashboard_port, arguments.num_cpus, rest)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
