@@ -35,6 +35,8 @@ def main(argv: list[str] | None = None) -> None:
     sweep = parser.add_argument_group("sweep")
     sweep.add_argument("--alphas", type=parse_alphas, default=SweepConfig.alphas,
                        help="comma-separated alphas (default: 0,0.1,0.2,0.4; 0 is the RL control)")
+    sweep.add_argument("--preset", choices=["tiny", "paper"], default=None,
+                       help="training defaults: tiny (laptop) or paper (default: tiny without --model, else paper)")
     sweep.add_argument("--base-cache", default="runs/tiny_reasoner", help="tiny reasoner cache (without --model)")
     sweep.add_argument("--eval-task", default=None, help="task to evaluate on (default: the training task)")
     sweep.add_argument("--eval-task-path", default=None, help="local JSONL for the eval task")
@@ -43,11 +45,11 @@ def main(argv: list[str] | None = None) -> None:
     # Training flags: suppressed defaults, so we know exactly which ones the user gave.
     add_arguments(parser, TrainConfig, defaults={name: argparse.SUPPRESS for name in flat_fields(TrainConfig())})
     arguments = vars(parser.parse_args(argv))
-    sweep_keys = ("alphas", "base_cache", "eval_task", "eval_task_path", "eval_limit",
+    sweep_keys = ("alphas", "preset", "base_cache", "eval_task", "eval_task_path", "eval_limit",
                   "eval_max_new_tokens")
     given = {key: value for key, value in arguments.items() if key not in sweep_keys}
     try:
-        train = config_from_flags(given)
+        train = config_from_flags(given, arguments["preset"])
     except ValueError as error:
         parser.error(str(error))
     config = SweepConfig(alphas=arguments["alphas"], output_dir=train.output_dir,

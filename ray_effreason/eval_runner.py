@@ -1,6 +1,7 @@
 """Evaluation runner: models x tasks -> generate on Ray actors -> grade -> records -> summary and plots.
 
-    0. check    the config, the model paths and every task's data, before any actor starts
+    0. check    the config, the model paths and every task's data, before any actor starts; a rerun
+                must use the generation settings of the records already in the dir (generation.json)
     per model (one set of actors each: generation workers + a verifier pool, in one placement group):
     1. pending  (problem, sample_index) pairs not yet in DIR/records.parquet (a rerun resumes)
     2. generate `batch_size` problems at a time, every sample with its own seed
@@ -22,9 +23,10 @@ Deliberate choices:
 - `num_tokens` is every generated token, EOS included when emitted (the paper's `avg_tokens`).
 - Seeds are a hash of (seed, task, problem_id, sample_index), so a sample is the same whatever the
   batch, the worker or the resume point, and every model sees the same seeds.
-- The model name in the records is a local path's last component (more components when two
-  models would share a name) or a Hugging Face id as given. A resumed run must name the same
-  models the same way, or its samples are generated again under the new name.
+- The model name in the records is `names` when given (e.g. the same model at two budgets, to be
+  merged with --report), else a local path's last component (more components when two models would
+  share one) or a Hugging Face id as given. A resumed run must name its models the same way, or
+  their samples are generated again under the new names.
 - Forced answer (the "generation cutoff" baseline, PAPER.md §5: its construction is unpublished;
   this one is ours): a sample that hits `max_new_tokens` is continued from its prompt + completion
   + `\\n</think>\\n\\nFinal answer: \\boxed{` (without the close tag when no thinking is open) for
@@ -36,6 +38,7 @@ Deliberate choices:
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import time
@@ -68,12 +71,18 @@ DATA_SUBDIRS = {"gsm8k": "gsm8k", "math500": "math500", "aime2024": "aime2024", 
                 "commonsenseqa": "commonsenseqa", "logical_deduction": "bbh_logical_deduction"}
 VERIFIER_CPUS = 0.25  # grading is light next to generation
 RECORDS = "records.parquet"
+SETTINGS = "generation.json"
+# What a record depends on besides (model, task, problem, sample): a resume must keep these.
+GENERATION_SETTINGS = ("max_new_tokens", "temperature", "top_p", "force_answer", "forced_answer_tokens", "seed",
+                       "tokenizer", "max_prompt_tokens")
 _HUB_ID = re.compile(r"^[\w.-]+(/[\w.-]+)?$")  # "org/name" or "name"
 
 
 @dataclass(frozen=True)
 class EvalConfig:
     models: tuple[str, ...] = option((), "models to evaluate, comma-separated: local paths or Hugging Face ids")
+    names: tuple[str, ...] = option((), "the models' names in the records, comma-separated, one per model; none: "
+                                        "a path's last component (more if two clash) or the hub id")
     tasks: tuple[str, ...] = option(("gsm8k", "math500", "aime2024"),
                                     f"tasks, comma-separated; valid: {','.join(DEFAULT_SAMPLES)}")
     task_path: str | None = option(None, "a local JSONL file (or directory) for the one task in --tasks")
@@ -107,7 +116,11 @@ class EvalConfig:
     def __post_init__(self) -> None:
         # Comma-separated strings come from the command line; the normalized value is what is logged.
         object.__setattr__(self, "models", _split(self.models))
+        object.__setattr__(self, "names", _split(self.names))
         object.__setattr__(self, "tasks", _split(self.tasks))
+        if self.names and (len(self.names) != len(self.models) or len(set(self.names)) != len(self.names)):
+            raise ValueError(f"--names: give one distinct name per model; got {list(self.names)} for "
+                             f"{len(self.models)} models")
         unknown = [task for task in self.tasks if task not in DEFAULT_SAMPLES]
         if unknown or not self.tasks:
             raise ValueError(f"--tasks: unknown or no task {unknown}; valid names: {', '.join(DEFAULT_SAMPLES)}")
@@ -248,13 +261,14 @@ def load_tasks(config: EvalConfig, tokenizer: Any | None = None) -> dict[str, Ta
 
 
 def sample_seed(seed: int, task: str, problem_id: str, sample_index: int, purpose: str = "sample") -> int:
-    """A 63-bit seed from (seed, task, problem, sample): stable across batches, workers and resumes.
+    """A 32-bit seed from (seed, task, problem, sample): the same whatever the batch, worker or resume.
 
-    >>> sample_seed(0, "gsm8k", "gsm8k-0", 0) == sample_seed(0, "gsm8k", "gsm8k-0", 0) != sample_seed(0, "gsm8k", "gsm8k-0", 1)
-    True
+    >>> first = sample_seed(0, "gsm8k", "gsm8k-0", 0)
+    >>> first == sample_seed(0, "gsm8k", "gsm8k-0", 0), first == sample_seed(0, "gsm8k", "gsm8k-0", 1)
+    (True, False)
     """
     digest = hashlib.sha256(f"{seed}|{task}|{problem_id}|{sample_index}|{purpose}".encode()).digest()
-    return int.from_bytes(digest[:8], "big") >> 1
+    return int.from_bytes(digest[:4], "big")
 
 
 def thinking_open(text: str) -> bool:
@@ -390,7 +404,7 @@ def run_task(actors: Actors, tokenizer: Any, config: EvalConfig, model: str, tas
             answers = [(c.text, c.num_tokens) for c in completions]
         seconds = time.perf_counter() - clock
         grades = actors.verifiers.grade([text for text, _ in answers], [example for example, _ in batch],
-                                 [c.finish_reason for c in completions])
+                                        [c.finish_reason for c in completions])
         records = []
         for (example, index), c, (text, num_tokens), grade in zip(batch, completions, answers, grades):
             ungradable += grade.answer_correct is None
@@ -413,12 +427,15 @@ def run_task(actors: Actors, tokenizer: Any, config: EvalConfig, model: str, tas
 
 def evaluate(config: EvalConfig) -> dict[str, Any]:
     """Evaluate every model on every task (resuming DIR/records.parquet); returns the summary dict."""
+    from ray_effreason.actors.launch import cluster_device
+
     check_models(config.models)
-    names = model_names(config.models)
+    names = list(config.names) or model_names(config.models)
     tasks = load_tasks(config)
+    output_dir = Path(config.output_dir)
+    check_settings(config, output_dir)
     if not ray.is_initialized():
         ray.init()
-    output_dir = Path(config.output_dir)
     records_path = output_dir / RECORDS
     existing = read_records(records_path, missing_ok=True)
     done = completed_keys(existing)
@@ -426,8 +443,6 @@ def evaluate(config: EvalConfig) -> dict[str, Any]:
     base = names[config.models.index(base)] if base in config.models else base
     if base not in names and base not in set(existing.column("model").to_pylist()):
         raise ValueError(f"--base-model {base!r} is neither in --models {names} nor in {records_path}")
-    from ray_effreason.actors.launch import cluster_device
-
     device = cluster_device(config.device)
     generated: dict[str, dict[str, int]] = {}
     for model_path, model in zip(config.models, names):
@@ -448,6 +463,27 @@ def evaluate(config: EvalConfig) -> dict[str, Any]:
         generated[model].update(evaluate_model(config, model_path, model, pending, totals, records_path, device))
     metadata = {"config": to_dict(config), "model_paths": dict(zip(names, config.models)), "generated": generated}
     return summarize(read_records(records_path, missing_ok=True), base, output_dir, metadata)
+
+
+def check_settings(config: EvalConfig, output_dir: Path) -> None:
+    """Record the generation settings of a new output dir; refuse to resume one with other settings.
+
+    Samples already recorded are skipped on a rerun, so changing e.g. --max-new-tokens in the same
+    dir would silently mix two budgets in one table.
+    """
+    settings = {name: getattr(config, name) for name in GENERATION_SETTINGS}
+    path = output_dir / SETTINGS
+    if path.is_file():
+        saved = json.loads(path.read_text(encoding="utf-8"))
+        changed = [name for name in GENERATION_SETTINGS if saved.get(name) != settings[name]]
+        if changed:
+            raise ValueError(f"--output-dir {output_dir} holds records made with other settings: "
+                             + ", ".join(f"--{name.replace('_', '-')} {saved.get(name)!r} (now {settings[name]!r})"
+                                         for name in changed)
+                             + "; use another --output-dir (and --report to compare)")
+        return
+    output_dir.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(settings, indent=2) + "\n", encoding="utf-8")
 
 
 def summarize(table: Any, base_model: str | None, output_dir: Path, metadata: dict[str, Any]) -> dict[str, Any]:
@@ -477,6 +513,10 @@ def report_only(dirs: Sequence[str | Path], output_dir: str | Path, base_model: 
             raise FileNotFoundError(f"--report: {directory} does not exist")
         sources.append(directory / RECORDS if (directory / RECORDS).exists() else directory)
     table = read_records(sources)
+    dropped = sum(read_records(source).num_rows for source in sources) - table.num_rows
+    if dropped:
+        print(f"warning: {dropped} records repeat a (model, task, problem, sample) of an earlier dir and were "
+              "dropped; evaluate with distinct --names to compare them", flush=True)
     models = set(table.column("model").to_pylist())
     if base_model is None:
         for directory in map(Path, dirs):

@@ -52,7 +52,8 @@ class SweepConfig:
 def build_base(config: SweepConfig) -> str:
     """Step 1: the model every alpha starts from (the tiny reasoner is built in a Ray task, then cached)."""
     if config.train.model.model != "tiny":
-        return config.train.model.model
+        return str(Path(config.train.model.model).resolve()) if Path(config.train.model.model).exists() \
+            else config.train.model.model
     from ray_effreason.tiny_reasoner import build_tiny_reasoner
 
     path = str(Path(config.base_cache).resolve())
@@ -157,7 +158,7 @@ def run_sweep(config: SweepConfig, dashboard_url: str) -> dict[str, Any]:
     # ------------------------------------------------------------------ 3. evaluate
     finals = {alpha: (Path(run) / "final_checkpoint").read_text().strip() for alpha, run in runs.items()}
     task = config.eval_task or EVAL_TASK.get(config.train.task, config.train.task)
-    tiny = config.train.model.model == "tiny"
+    tiny = config.train.task == "synthetic"
     limit = config.eval_limit if config.eval_limit is not None else (300 if tiny else None)
     models = (base, *finals.values())
     eval_config = EvalConfig(
@@ -186,7 +187,12 @@ def run_sweep(config: SweepConfig, dashboard_url: str) -> dict[str, Any]:
     return result
 
 
-def config_from_flags(given: dict[str, Any]) -> TrainConfig:
-    """Tiny preset when no --model is given, the paper's defaults otherwise; given flags always win."""
-    preset = dict(TINY_PRESET, model="tiny") if "model" not in given or given["model"] == "tiny" else {}
+def config_from_flags(given: dict[str, Any], preset_name: str | None = None) -> TrainConfig:
+    """The tiny preset without --model, the paper's defaults with it (or as --preset says); given flags win."""
+    if preset_name is None:
+        preset_name = "tiny" if given.get("model", "tiny") == "tiny" else "paper"
+    presets = {"tiny": dict(TINY_PRESET, model="tiny"), "paper": {}}
+    if preset_name not in presets:
+        raise ValueError(f"--preset {preset_name!r}; choose one of {list(presets)}")
+    preset = presets[preset_name]
     return from_arguments(TrainConfig, {"output_dir": "runs/sweep", **preset, **given})

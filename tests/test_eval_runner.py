@@ -28,20 +28,19 @@ FORCED_ANSWER_TOKENS = 4
 @pytest.fixture(scope="module")
 def ray_cluster():
     torch.set_num_threads(1)
-    ray.init(num_cpus=4, include_dashboard=False)
+    # address="local": a fresh instance even when a `ray start` cluster runs on this machine
+    ray.init(address="local", num_cpus=4, include_dashboard=False)
     yield
     ray.shutdown()
 
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory) -> Path:
-    """A randomly initialized tiny Qwen2 saved twice under two names (the forced run uses the second)."""
+    """A randomly initialized tiny Qwen2 (with its tokenizer) in `<dir>/tiny`."""
     root = tmp_path_factory.mktemp("models")
     tokenizer = build_tokenizer()
-    model = build_model(tokenizer, seed=0)
-    for name in ("tiny", "tiny-forced"):
-        model.save_pretrained(root / name)
-        tokenizer.save_pretrained(root / name)
+    build_model(tokenizer, seed=0).save_pretrained(root / "tiny")
+    tokenizer.save_pretrained(root / "tiny")
     return root
 
 
@@ -130,20 +129,26 @@ def test_rerun_with_the_same_config_writes_nothing(resumed_run, data_dir, model_
     assert part_files(output_dir) == parts
 
 
+def test_rerun_with_another_budget_in_the_same_dir_is_refused(resumed_run, data_dir, model_dir):
+    output_dir, _, _ = resumed_run
+    with pytest.raises(ValueError, match=r"--max-new-tokens 12 \(now 13\)"):
+        evaluate(config(data_dir, model_dir, output_dir, max_new_tokens=13))
+
+
 # ---------------------------------------------------------------- forced answer
 
 
 @pytest.fixture(scope="module")
 def forced_run(base_run, data_dir, model_dir, tmp_path_factory):
-    """Same weights and seeds as the base run (other name), gsm8k and math500, answers forced."""
+    """The base run's model and seeds under another name, gsm8k and math500, answers forced."""
     output_dir = tmp_path_factory.mktemp("forced")
-    evaluate(config(data_dir, model_dir, output_dir, models=(str(model_dir / "tiny-forced"),),
+    evaluate(config(data_dir, model_dir, output_dir, names=("tiny-forced",),
                     tasks=("gsm8k", "math500"), force_answer=True, forced_answer_tokens=FORCED_ANSWER_TOKENS))
     return output_dir
 
 
 def test_force_answer_counts_the_continuation_of_truncated_samples(forced_run, base_run, model_dir):
-    tokenizer = AutoTokenizer.from_pretrained(model_dir / "tiny-forced")  # as the runner and the workers load it
+    tokenizer = AutoTokenizer.from_pretrained(model_dir / "tiny")  # as the runner and the workers load it
     suffix_tokens = [len(tokenizer(suffix, add_special_tokens=False)["input_ids"])
                      for suffix in ("\n\nFinal answer: \\boxed{", "\n</think>\n\nFinal answer: \\boxed{")]
     key = ("task", "problem_id", "sample_index")
