@@ -347,7 +347,7 @@ class SympyWorkerPool:
         self._idle: queue.Queue[_Worker | None] = queue.Queue()
         for _ in range(num_workers):
             self._idle.put(None)  # None = not started yet
-        self.timeouts = 0  # comparisons that hit the limit (their worker was killed)
+        self.timeouts = 0  # comparisons that hit the limit or crashed the worker (it was replaced)
 
     def compare(self, gold: str, prediction: str, timeout_s: float = 5.0) -> bool | None:
         """math-verify(gold, prediction) on single answers: None if the gold does not parse."""
