@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import time
 from dataclasses import asdict, dataclass
@@ -40,6 +41,11 @@ from typing import Any
 import numpy as np
 
 PHASES = ("generate", "grade", "update", "sync", "other")
+# libgomp's default (active) wait makes idle OpenMP threads spin; on a node shared with other jobs a
+# 2-thread forward/backward of the tiny model then takes seconds instead of ~50 ms (measured here:
+# 20-100x). PASSIVE makes the measurement about the systems, not about spin contention. Set before
+# torch is imported; Ray workers inherit it (and get it through runtime_env below).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 @dataclass(frozen=True)
@@ -136,7 +142,8 @@ def run_ours(settings: BenchSettings, model: Path, total_steps: int, output_dir:
     # Generation, update and sync run one after the other, so the generator and the learner each get
     # all the node's cores (num_cpus_per_actor = threads); Ray's CPU count is logical: learner +
     # generator + verifiers add up to 2 * threads + 0.5, more than the node has, on purpose.
-    ray.init(num_cpus=2 * settings.threads + 1, include_dashboard=False, log_to_driver=False)
+    ray.init(num_cpus=2 * settings.threads + 1, include_dashboard=False, log_to_driver=False,
+             runtime_env={"env_vars": {"OMP_WAIT_POLICY": os.environ["OMP_WAIT_POLICY"]}})
     try:
         train(config)
     finally:

@@ -38,7 +38,8 @@ def main(argv: list[str] | None = None) -> None:
         load_tasks(config)
     except (ValueError, FileNotFoundError, RuntimeError) as error:
         parser.error(str(error))
-    ray.init()  # inside `ray job submit` this joins the job's cluster; otherwise it starts a local one
+    if not ray.is_initialized():
+        ray.init()  # inside `ray job submit` this joins the job's cluster; otherwise it starts a local one
     evaluate(config)
     print(f"results in {config.output_dir}: records.parquet, summary.json, summary.md, pareto.png")
 

@@ -169,7 +169,8 @@ def parse_samples(value: str | int | dict[str, int] | None, tasks: Sequence[str]
             value = int(value) if "=" not in value else {
                 name.strip(): int(count) for name, count in (pair.split("=", 1) for pair in value.split(",") if pair)}
         except ValueError:
-            raise ValueError(f"--samples: expected an int or task=n pairs like gsm8k=1,math500=3, got {value!r}") from None
+            raise ValueError("--samples: expected an int or task=n pairs like gsm8k=1,math500=3, "
+                             f"got {value!r}") from None
     if isinstance(value, int):
         value = {task: value for task in tasks}
     for task, count in (value or {}).items():

@@ -161,17 +161,17 @@ def run_sweep(config: SweepConfig, dashboard_url: str) -> dict[str, Any]:
     tiny = config.train.task == "synthetic"
     limit = config.eval_limit if config.eval_limit is not None else (300 if tiny else None)
     models = (base, *finals.values())
+    names = ("base", *(f"alpha-{alpha:g}" for alpha in finals))
     eval_config = EvalConfig(
-        models=models, tasks=(task,), task_path=config.eval_task_path, output_dir=str(output_dir / "eval"),
-        samples={task: EVAL_SAMPLES.get(task, 1)}, limit=limit, temperature=0.6,
-        max_new_tokens=config.eval_max_new_tokens or config.train.rollout.max_new_tokens,
+        models=models, names=names, tasks=(task,), task_path=config.eval_task_path,
+        output_dir=str(output_dir / "eval"), samples={task: EVAL_SAMPLES.get(task, 1)}, limit=limit,
+        temperature=0.6, max_new_tokens=config.eval_max_new_tokens or config.train.rollout.max_new_tokens,
         num_generators=config.train.rollout.num_generators, num_verifiers=config.train.reward.num_verifiers,
-        base_model=None, device=config.train.model.device)
+        generation_batch_size=config.train.rollout.generation_batch_size, base_model="base",
+        device=config.train.model.device)
     summary = evaluate(eval_config)
     # ------------------------------------------------------------------ 4. report
-    model_names = list(summary["models"])  # eval names models by their paths, in the order given
-    names = {model_names[0]: None, **{name: alpha for name, alpha in zip(model_names[1:], finals)}}
-    entries = family_summary(summary, names, task)
+    entries = family_summary(summary, dict(zip(names, (None, *finals))), task)
     table = family_table(entries, entries[0])
     result = {"task": task, "base_model": base, "models": entries,
               "seconds": {"total": time.perf_counter() - started, "train": trained - started},

@@ -3,9 +3,8 @@
 It plays the role of DeepSeek-R1-Distill-Qwen in the paper (§2: the base model that RL compresses),
 at a size that trains on two CPU cores in a few minutes:
 
-1. `build_tokenizer`: a word-level tokenizer built locally (no hub download): digits, operators and
-   the trace words are single tokens; a leading space is part of the token, so decode(encode(x)) == x.
-   Chat template `<|bos|><|user|>...<|assistant|>`; like the paper's training template it does not
+1. `build_tokenizer`: a small byte-level BPE trained locally (no hub download) in Qwen2's format:
+   digits, operators and the trace words are single tokens, and decode(encode(x)) == x. Chat template `<|bos|><|user|>...<|assistant|>`; like the paper's training template it does not
    open `<think>`, the model writes it (PAPER.md §8).
 2. `build_model`: `Qwen2ForCausalLM` with a few small layers, fp32, usable with `model.generate`.
 3. `sft_train`: plain torch loop on verbose traces of the train split (loss on completion tokens
@@ -30,20 +29,20 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 import torch
-from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_tokenizers
-from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
+from tokenizers import AddedToken, Regex, Tokenizer, models, pre_tokenizers, trainers
+from transformers import AutoModelForCausalLM, AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
+from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX as QWEN2_PRETOKENIZE_REGEX
+from transformers.models.qwen2.tokenization_qwen2 import Qwen2Tokenizer
 
 from ray_effreason.tasks.base import MATH_INSTRUCTION, Example, render_prompt
-from ray_effreason.tasks.synthetic import SyntheticArithmetic, VerboseStyle, verbose_completion
+from ray_effreason.tasks.synthetic import (REDUNDANT_LINES, SyntheticArithmetic, VerboseStyle, minimal_completion,
+                                           verbose_completion)
 from ray_effreason.verifiers import grade_math
 
-BUILD_FORMAT = 1  # bump when the build changes in a way the config hash cannot see
-SPECIAL_TOKENS = {"pad": "<|pad|>", "bos": "<|bos|>", "eos": "<|eos|>", "unk": "<|unk|>"}
+BUILD_FORMAT = 2  # bump when the build changes in a way the config hash cannot see
+SPECIAL_TOKENS = {"pad": "<|pad|>", "bos": "<|bos|>", "eos": "<|eos|>"}
 ROLE_TOKENS = ("<|system|>", "<|user|>", "<|assistant|>")
 THINK_TOKENS = ("<think>", "</think>")  # ordinary added tokens: kept when decoding with skip_special_tokens
-TRACE_WORDS = ("Compute", "mod", "check", "yes", "so", "far", "wait", "again", "Question")
-# A piece is `\boxed{`, `...`, a word, a digit or one other character, with its leading space if any.
-PIECE_PATTERN = r" ?\\boxed\{| ?\.\.\.| ?[A-Za-z]+| ?[0-9]| ?[^\sA-Za-z0-9]|\s"
 CHAT_TEMPLATE = (
     "{{ bos_token }}{% for message in messages %}"
     "{% if message['role'] == 'system' %}<|system|>{{ message['content'] }}"
@@ -55,48 +54,51 @@ CHAT_TEMPLATE = (
 
 # ---------------------------------------------------------------- tokenizer
 
-def _base_pieces() -> list[str]:
-    punctuation = [chr(code) for code in range(33, 127) if not chr(code).isalnum()]
-    letters = [chr(code) for code in range(ord("a"), ord("z") + 1)] + [chr(code) for code in range(ord("A"), ord("Z") + 1)]
-    instruction_words = [word for word in ("".join(c if c.isalpha() else " " for c in MATH_INSTRUCTION)).split()]
-    words = list(dict.fromkeys([*TRACE_WORDS, *instruction_words, *letters]))
-    return ["\\boxed{", "...", *"0123456789", *punctuation, *words]
+def _tokenizer_corpus() -> list[str]:
+    """Texts whose pieces should be single tokens: the prompt, every trace line kind, the instruction."""
+    example = Example(id="corpus", prompt="Compute (3+8-5+9) mod 10.", gold="5")
+    lines = [make_line(state) for make_line in REDUNDANT_LINES.values() for state in ("1-5+9", "5")]
+    words = [word.strip(",.") for text in [MATH_INSTRUCTION, *lines] for word in text.split()]
+    return [example.prompt, minimal_completion(example), MATH_INSTRUCTION, "Question:", *lines,
+            *(" " + word for word in words if word.isalpha())]
 
 
-def build_tokenizer() -> PreTrainedTokenizerFast:
-    """A word-level tokenizer for the synthetic task (and the math instruction), built locally.
+def build_tokenizer() -> Qwen2Tokenizer:
+    """A small byte-level BPE tokenizer for the synthetic task, trained locally (no hub download).
 
-    No BOS is added on encode (the chat template writes it), as with Qwen2 tokenizers, so encoding a
-    rendered prompt gives exactly its tokens.
+    It is a real `Qwen2Tokenizer` (Qwen2's pre-tokenizer: digits are single tokens) whose merges
+    make each trace word one token; any text still encodes, byte by byte. It has to be a
+    Qwen2Tokenizer: transformers 5 loads a directory whose config.json says `qwen2` with that class
+    whatever tokenizer_config.json declares, so anything else would not survive save/reload.
+    No BOS is added on encode (the chat template writes it), as with Qwen2.
 
     >>> tokenizer = build_tokenizer()
-    >>> tokenizer.tokenize("check 1-5=6 yes")
-    ['check', ' 1', '-', '5', '=', '6', ' yes']
+    >>> [tokenizer.convert_tokens_to_string([t]) for t in tokenizer.tokenize("check 1-5=6 yes")]
+    ['check', ' ', '1', '-', '5', '=', '6', ' yes']
     >>> tokenizer.apply_chat_template([{"role": "user", "content": "Compute (3+8) mod 10."}],
     ...                               tokenize=False, add_generation_prompt=True)
     '<|bos|><|user|>Compute (3+8) mod 10.<|assistant|>'
     """
-    pieces = _base_pieces()
-    vocab: dict[str, int] = {}
-    for token in [*SPECIAL_TOKENS.values(), *ROLE_TOKENS, *THINK_TOKENS, "\n", " ", "\t", "\r",
-                  *pieces, *(" " + piece for piece in pieces)]:
-        vocab.setdefault(token, len(vocab))
-    backend = Tokenizer(models.WordLevel(vocab, unk_token=SPECIAL_TOKENS["unk"]))
-    backend.pre_tokenizer = pre_tokenizers.Split(Regex(PIECE_PATTERN), behavior="isolated")
-    backend.decoder = decoders.Fuse()  # pieces carry their own spaces: concatenate
-    backend.add_special_tokens([AddedToken(token, normalized=False, special=True)
-                                for token in [*SPECIAL_TOKENS.values(), *ROLE_TOKENS]])
-    backend.add_tokens([AddedToken(token, normalized=False, special=False) for token in THINK_TOKENS])
-    return PreTrainedTokenizerFast(
-        tokenizer_object=backend,
-        bos_token=SPECIAL_TOKENS["bos"], eos_token=SPECIAL_TOKENS["eos"],
-        pad_token=SPECIAL_TOKENS["pad"], unk_token=SPECIAL_TOKENS["unk"],
-        additional_special_tokens=list(ROLE_TOKENS),
-        chat_template=CHAT_TEMPLATE,
-        clean_up_tokenization_spaces=False,  # the default would turn " ." into "."
-        padding_side="left",  # for batched generation; sft_train pads on its own
+    specials = [*SPECIAL_TOKENS.values(), *ROLE_TOKENS]
+    trainer_tokenizer = Tokenizer(models.BPE())
+    trainer_tokenizer.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(QWEN2_PRETOKENIZE_REGEX), behavior="isolated"),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+    ])
+    # vocab_size is only a ceiling: training stops once every corpus piece is a single token.
+    trainer = trainers.BpeTrainer(vocab_size=4096, min_frequency=1, special_tokens=[*specials, *THINK_TOKENS],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    trainer_tokenizer.train_from_iterator(_tokenizer_corpus(), trainer)
+    trained = json.loads(trainer_tokenizer.to_str())["model"]
+    tokenizer = Qwen2Tokenizer(
+        vocab=trained["vocab"], merges=[tuple(merge) for merge in trained["merges"]],
+        unk_token=None, bos_token=SPECIAL_TOKENS["bos"], eos_token=SPECIAL_TOKENS["eos"],
+        pad_token=SPECIAL_TOKENS["pad"], extra_special_tokens=list(ROLE_TOKENS), chat_template=CHAT_TEMPLATE,
+        clean_up_tokenization_spaces=False, padding_side="left",  # left: for batched generation
         model_max_length=512,
     )
+    tokenizer.add_tokens([AddedToken(token, normalized=False, special=False) for token in THINK_TOKENS])
+    return tokenizer
 
 
 # ---------------------------------------------------------------- model
@@ -112,7 +114,7 @@ class TinyModelShape:
     max_position_embeddings: int = 512  # RoPE range; prompts + completions stay far below
 
 
-def build_model(tokenizer: PreTrainedTokenizerFast, seed: int, shape: TinyModelShape = TinyModelShape()) -> Qwen2ForCausalLM:
+def build_model(tokenizer: Qwen2Tokenizer, seed: int, shape: TinyModelShape = TinyModelShape()) -> Qwen2ForCausalLM:
     """A freshly initialized tiny Qwen2ForCausalLM in fp32 whose generation stops at the tokenizer's EOS."""
     config = Qwen2Config(
         vocab_size=len(tokenizer), hidden_size=shape.hidden_size, intermediate_size=shape.intermediate_size,

@@ -14,7 +14,7 @@ import ray
 import torch
 from transformers import AutoTokenizer
 
-from ray_effreason.eval_runner import RECORDS, EvalConfig, evaluate, load_tasks, model_names, report_only
+from ray_effreason.eval_runner import RECORDS, EvalConfig, TaskSet, answer_suffix, evaluate, load_tasks, model_names
 from ray_effreason.evaluation import read_records, read_summary
 from ray_effreason.tiny_reasoner import build_model, build_tokenizer
 
@@ -46,7 +46,8 @@ def model_dir(tmp_path_factory) -> Path:
 
 def config(data_dir, model_dir, output_dir, **overrides) -> EvalConfig:
     values = dict(models=(str(model_dir / "tiny"),), tasks=TASKS, data_dir=str(data_dir), output_dir=str(output_dir),
-                  samples=2, limit=2, max_new_tokens=MAX_NEW_TOKENS, num_verifiers=2, device="cpu")
+                  samples=2, limit=2, max_new_tokens=MAX_NEW_TOKENS, num_verifiers=2, device="cpu",
+                  batch_size=1)
     return EvalConfig(**{**values, **overrides})
 
 
@@ -67,6 +68,7 @@ def test_evaluate_benchmarks_records_one_per_problem_and_sample(base_run, data_d
     output_dir, summary = base_run
     rows = read_records(output_dir / RECORDS).to_pylist()
     assert len(rows) == len(TASKS) * 2 * 2  # tasks x limit x samples
+    assert len(part_files(output_dir)) == len(TASKS) * 2  # appended after every batch of one problem
     tasks = load_tasks(config(data_dir, Path("."), output_dir))
     for name in TASKS:
         examples = {example.id: example for example in tasks[name].examples[:2]}
@@ -149,8 +151,8 @@ def forced_run(base_run, data_dir, model_dir, tmp_path_factory):
 
 def test_force_answer_counts_the_continuation_of_truncated_samples(forced_run, base_run, model_dir):
     tokenizer = AutoTokenizer.from_pretrained(model_dir / "tiny")  # as the runner and the workers load it
-    suffix_tokens = [len(tokenizer(suffix, add_special_tokens=False)["input_ids"])
-                     for suffix in ("\n\nFinal answer: \\boxed{", "\n</think>\n\nFinal answer: \\boxed{")]
+    suffix_tokens = [len(tokenizer(answer_suffix(close), add_special_tokens=False)["input_ids"])
+                     for close in (False, True)]
     key = ("task", "problem_id", "sample_index")
     plain = {tuple(row[name] for name in key): row for row in read_records(base_run[0] / RECORDS).to_pylist()}
     forced = read_records(forced_run / RECORDS).to_pylist()
@@ -215,3 +217,13 @@ def test_model_names_same_basename_get_their_parent(tmp_path):
         "a/final", "b/final", "org/final"]
     with pytest.raises(ValueError, match="listed twice"):
         model_names(["org/x", "org/x"])
+
+
+def test_task_set_grades_each_example_with_its_own_task(data_dir):
+    tasks = load_tasks(config(data_dir, Path("."), "unused", tasks=("gsm8k", "commonsenseqa", "logical_deduction")))
+    graders = TaskSet(tasks)
+    for task in tasks.values():
+        for example in task.examples[:20]:
+            assert graders.grade(f"so \\boxed{{{example.gold}}}", example) is True
+            wrong = "Z" if example.choices else str(int(example.gold) + 1)
+            assert graders.grade(f"so \\boxed{{{wrong}}}", example) is False

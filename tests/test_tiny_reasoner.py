@@ -7,7 +7,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from ray_effreason.tasks.base import render_prompt
+from ray_effreason.tasks.base import MATH_INSTRUCTION, render_prompt
 from ray_effreason.tasks.synthetic import SyntheticArithmetic, minimal_completion, verbose_completion
 from ray_effreason.tiny_reasoner import (
     TinyModelShape, TinyReasonerConfig, build_model, build_tiny_reasoner, build_tokenizer, evaluate_tiny, sft_train,
@@ -21,16 +21,25 @@ def tokenizer():
     return build_tokenizer()
 
 
-def test_tokenizer_round_trips_prompts_and_traces_without_unknowns(tokenizer):
+def test_tokenizer_round_trips_prompts_and_traces(tokenizer):
     task = SyntheticArithmetic(num_examples=30)
     rng = random.Random(0)
     texts = [render_prompt(e.prompt, tokenizer) for e in task.examples]
-    texts += [verbose_completion(e, rng) for e in task.examples] + [minimal_completion(task.examples[0])]
+    texts += [verbose_completion(e, rng) for e in task.examples] + [MATH_INSTRUCTION, "any other text: ü €"]
     for text in texts:
-        ids = tokenizer(text, add_special_tokens=False)["input_ids"]
-        assert tokenizer.unk_token_id not in ids
-        assert tokenizer.decode(ids) == text
-    assert tokenizer.tokenize("\\boxed{7}") == ["\\boxed{", "7", "}"]
+        assert tokenizer.decode(tokenizer(text, add_special_tokens=False)["input_ids"]) == text
+
+
+def test_trace_words_digits_and_think_tags_are_single_tokens(tokenizer):
+    for piece in ["check", " yes", "so", " far", "wait", " again", " ...", "Compute", " mod", "\\boxed",
+                  "<think>", "</think>", *"0123456789+-="]:
+        assert len(tokenizer(piece, add_special_tokens=False)["input_ids"]) == 1, piece
+    pieces = [tokenizer.convert_tokens_to_string([token]) for token in tokenizer.tokenize("10-5+9")]
+    assert pieces == list("10-5+9")
+
+
+def test_build_tokenizer_is_deterministic(tokenizer):
+    assert build_tokenizer().get_vocab() == tokenizer.get_vocab()
 
 
 def test_chat_template_renders_user_then_assistant_prompt(tokenizer):
@@ -62,6 +71,8 @@ def test_tokenizer_and_model_save_and_reload(tokenizer, tmp_path):
     ids = torch.tensor([tokenizer(text)["input_ids"]])
     assert torch.equal(reloaded_model(ids).logits, model(ids).logits)
     assert type(reloaded_model).__name__ == "Qwen2ForCausalLM"
+    # transformers 5 picks the tokenizer class from config.json (qwen2) next to it: it must still match.
+    assert type(reloaded_tokenizer) is type(tokenizer)
 
 
 def test_model_generates_with_cache_and_stops_at_eos(tokenizer):
