@@ -142,12 +142,21 @@ def run_ours(settings: BenchSettings, model: Path, total_steps: int, output_dir:
     # Generation, update and sync run one after the other, so the generator and the learner each get
     # all the node's cores (num_cpus_per_actor = threads); Ray's CPU count is logical: learner +
     # generator + verifiers add up to 2 * threads + 0.5, more than the node has, on purpose.
-    ray.init(num_cpus=2 * settings.threads + 1, include_dashboard=False, log_to_driver=False,
-             runtime_env={"env_vars": {"OMP_WAIT_POLICY": os.environ["OMP_WAIT_POLICY"]}})
-    try:
-        train(config)
-    finally:
-        ray.shutdown()
+    for attempt in range(3):
+        ray.init(address="local", num_cpus=2 * settings.threads + 1, include_dashboard=False, log_to_driver=False,
+                 runtime_env={"env_vars": {"OMP_WAIT_POLICY": os.environ["OMP_WAIT_POLICY"]}})
+        try:
+            train(config)
+            break
+        except ray.exceptions.RayError as error:
+            # On a shared machine another job's `ray stop --force` kills every raylet on the node,
+            # ours included; that is not a property of the system under test, so run it again.
+            if attempt == 2:
+                raise
+            print(f"ours: Ray failed ({type(error).__name__}), running again", flush=True)
+            shutil.rmtree(output_dir, ignore_errors=True)
+        finally:
+            ray.shutdown()
     records = [json.loads(line) for line in (output_dir / "metrics.jsonl").read_text().splitlines() if line]
     steps, previous = [], None
     for record in records:

@@ -57,7 +57,7 @@ CHAT_TEMPLATE = (
 def _tokenizer_corpus() -> list[str]:
     """Texts whose pieces should be single tokens: the prompt, every trace line kind, the instruction."""
     example = Example(id="corpus", prompt="Compute (3+8-5+9) mod 10.", gold="5")
-    lines = [make_line(state) for make_line in REDUNDANT_LINES.values() for state in ("1-5+9", "5")]
+    lines = [make_line(("1", "-", "5", "6")) for make_line in REDUNDANT_LINES.values()]
     words = [word.strip(",.") for text in [MATH_INSTRUCTION, *lines] for word in text.split()]
     return [example.prompt, minimal_completion(example), MATH_INSTRUCTION, "Question:", *lines,
             *(" " + word for word in words if word.isalpha())]

@@ -8,7 +8,7 @@ import pytest
 from ray_effreason.tasks.base import DataError
 from ray_effreason.tasks.synthetic import (
     REDUNDANT_LINES, SyntheticArithmetic, VerboseStyle, count_tokens, expression_of, minimal_completion,
-    split_of, trace_states, verbose_completion, write_examples,
+    split_of, trace_steps, verbose_completion, write_examples,
 )
 from ray_effreason.tiny_reasoner import build_tokenizer
 
@@ -88,7 +88,7 @@ def test_wrong_answer_grades_false(test_task):
 def test_higher_level_needs_more_steps_and_tokens(test_task):
     by_level = {}
     for example in test_task.examples:
-        by_level.setdefault(example.level, set()).add((len(trace_states(expression_of(example))), example.min_tokens))
+        by_level.setdefault(example.level, set()).add((len(trace_steps(expression_of(example))), example.min_tokens))
     for level, pairs in by_level.items():
         assert {steps for steps, _ in pairs} == {level}
     mean_min = [sum(t for _, t in by_level[level]) / len(by_level[level]) for level in sorted(by_level)]

@@ -4,32 +4,37 @@ It exists so a newcomer can watch the paper's effect on a laptop in minutes: a t
 "thinks too long" (it was fine-tuned on verbose traces) is RL-trained with the length penalty of
 Arora & Zanette (2025, Eq. 1) and learns to think shorter at the same accuracy.
 
-Problem. Level L has L+1 single-digit operands joined by `+`/`-`; the answer is the value mod 10:
+Problem. Level L has L+1 single-digit operands joined by `+`/`-`, no (operator, operand) pair twice;
+the answer is the value mod 10:
 
     Compute (3+8-5+9) mod 10.
 
-Minimal trace. One line per operation; each line is the remaining expression with its first
-operation evaluated, so every step is one lookup in a 200-entry table plus a copy of the rest of the
-line above (small-model friendly; the final line is the answer):
+Minimal trace. One line per operation, `a op b=c`, where `a` is the running value:
 
     <think>
-    1-5+9
-    6+9
-    5
+    3+8=1
+    1-5=6
+    6+9=5
     </think>
 
     \\boxed{5}
 
-Verbose traces. At every step boundary (before the first line and after each line) the writer
-decides, by a biased coin, whether to add one more redundant line, and keeps deciding until the coin
-says no or `max_per_boundary` is reached. A redundant line is one of the kinds reasoning models
-produce (paper §6 counts "verification" and "backtracking"): a check ("check 1-5=6 yes"), a restatement
-("so far 1-5+9") or a wait detour that returns to the same value ("wait, 1-5 ... =6 again"). The
-decision is the first token of the next line (a digit continues, `check`/`so`/`wait` adds redundancy),
-so RL can push its probability down; the redundancy never changes any value, hence never the answer.
+The format is chosen so each token is a small, local step for a tiny transformer: `c` is a lookup
+in a 200-entry table of the three tokens just before `=`; `a` is the last digit written; `op b` is what
+follows, in the prompt, the last `op b` of the trace (an induction-head copy; that is why pairs do not
+repeat within a problem).
 
-Splits. A problem belongs to the test split when a hash of its expression falls in the test bucket
-(a quarter of all problems), else to train, so the splits are disjoint by construction.
+Verbose traces. After each step line the writer decides, by a biased coin, whether to add one more
+redundant line, and keeps deciding until the coin says no or `max_per_boundary` is reached. A
+redundant line is one of the kinds reasoning models produce (paper §6 counts verification and
+backtracking): a check ("check 3+8=1 yes"), a restatement ("so far the value is 1") or a wait detour
+that returns to the same value ("wait, 3+8 ... =1 again"). The decision is the first token of the
+next line (a digit or `</think>` goes on, `check`/`so`/`wait` adds redundancy), so RL can push its
+probability down. A redundant line only repeats the last step, so it never changes a value, hence
+never the answer, and it keeps the two facts the next step reads (last digit, last `op b`) intact.
+
+Splits. A quarter of each level's problems, chosen by a hash of the expression, are test problems;
+the rest are train problems, so the splits are disjoint by construction.
 """
 
 from __future__ import annotations
@@ -56,9 +61,9 @@ PROMPT_PATTERN = re.compile(r"Compute \(([0-9+\-]+)\) mod 10\.")
 
 @dataclass(frozen=True)
 class VerboseStyle:
-    """How verbose reference traces are sampled (defaults give ~2.5x the minimal length)."""
+    """How verbose reference traces are sampled (defaults give ~2.6x the minimal length in tokens)."""
 
-    redundancy_probability: float = 0.6  # P(one more redundant line) at each step boundary
+    redundancy_probability: float = 0.7  # P(one more redundant line) at a step boundary
     max_per_boundary: int = 3  # cap, so a level-6 verbose trace stays under ~200 tokens
     kinds: tuple[str, ...] = ("check", "restate", "wait")  # sampled uniformly
 
@@ -74,30 +79,18 @@ class VerboseStyle:
 
 # ---------------------------------------------------------------- problems and traces
 
-def evaluate_first(expression: str) -> str:
-    """Evaluate the first operation of an expression like "3+8-5" (mod 10); return the rest.
+def trace_steps(expression: str) -> list[tuple[str, str, str, str]]:
+    """The operations of the minimal trace as (a, op, b, c) with c = (a op b) mod 10.
 
-    >>> evaluate_first("3+8-5+9")
-    '1-5+9'
-    >>> evaluate_first("1-5")
-    '6'
+    >>> trace_steps("3+8-5+9")
+    [('3', '+', '8', '1'), ('1', '-', '5', '6'), ('6', '+', '9', '5')]
     """
-    first, operator, second, rest = expression[0], expression[1], expression[2], expression[3:]
-    value = int(first) + int(second) if operator == "+" else int(first) - int(second)
-    return f"{value % 10}{rest}"
-
-
-def trace_states(expression: str) -> list[str]:
-    """The lines of the minimal trace: each state after one more operation; the last is the answer.
-
-    >>> trace_states("3+8-5+9")
-    ['1-5+9', '6+9', '5']
-    """
-    states = []
-    while len(expression) > 1:
-        expression = evaluate_first(expression)
-        states.append(expression)
-    return states
+    steps, value = [], expression[0]
+    for operator, operand in zip(expression[1::2], expression[2::2]):
+        result = int(value) + int(operand) if operator == "+" else int(value) - int(operand)
+        steps.append((value, operator, operand, str(result % 10)))
+        value = steps[-1][3]
+    return steps
 
 
 def answer_of(expression: str) -> str:
@@ -106,27 +99,29 @@ def answer_of(expression: str) -> str:
     >>> answer_of("3+8-5+9")
     '5'
     """
-    return trace_states(expression)[-1] if len(expression) > 1 else expression
+    return trace_steps(expression)[-1][3] if len(expression) > 1 else expression
 
 
-def _check_line(state: str) -> str:
-    if len(state) == 1:
-        return f"check {state} yes"
-    return f"check {state[:3]}={evaluate_first(state[:3])} yes"
+def _step_line(step: tuple[str, str, str, str]) -> str:
+    first, operator, second, result = step
+    return f"{first}{operator}{second}={result}"
 
 
-def _restate_line(state: str) -> str:
-    return f"so far {state}"
+def _check_line(step: tuple[str, str, str, str]) -> str:
+    return f"check {_step_line(step)} yes"
 
 
-def _wait_line(state: str) -> str:
-    if len(state) == 1:
-        return f"wait, ... {state} again"
-    return f"wait, {state[:3]} ... ={evaluate_first(state[:3])} again"
+def _restate_line(step: tuple[str, str, str, str]) -> str:
+    return f"so far the value is {step[3]}"
 
 
-# Each redundant line only re-derives or repeats the current state (the line above it), so it
-# can never change a value; the next step line is the same whatever was inserted.
+def _wait_line(step: tuple[str, str, str, str]) -> str:
+    first, operator, second, result = step
+    return f"wait, {first}{operator}{second} ... ={result} again"
+
+
+# Each redundant line only repeats the step just written: it can never change a value, and the
+# next step line is the same whatever was inserted.
 REDUNDANT_LINES = {"check": _check_line, "restate": _restate_line, "wait": _wait_line}
 
 
@@ -148,29 +143,27 @@ def minimal_completion(example: Example) -> str:
     """The shortest correct completion: one line per operation.
 
     >>> minimal_completion(Example(id="x", prompt="Compute (3+8-5+9) mod 10.", gold="5"))
-    '<think>\\n1-5+9\\n6+9\\n5\\n</think>\\n\\n\\\\boxed{5}'
+    '<think>\\n3+8=1\\n1-5=6\\n6+9=5\\n</think>\\n\\n\\\\boxed{5}'
     """
     expression = expression_of(example)
-    return render_completion(expression, trace_states(expression))
+    return render_completion(expression, [_step_line(step) for step in trace_steps(expression)])
 
 
 def verbose_completion(example: Example, rng: random.Random, style: VerboseStyle = VerboseStyle()) -> str:
-    """A correct completion with random redundant lines at step boundaries (same answer).
+    """A correct completion with random redundant lines after step lines (same answer).
 
     >>> example = Example(id="x", prompt="Compute (3+8) mod 10.", gold="1")
     >>> verbose_completion(example, random.Random(0), VerboseStyle(redundancy_probability=0.0))
-    '<think>\\n1\\n</think>\\n\\n\\\\boxed{1}'
+    '<think>\\n3+8=1\\n</think>\\n\\n\\\\boxed{1}'
     """
-    expression = expression_of(example)
     lines: list[str] = []
-    for index, state in enumerate([expression, *trace_states(expression)]):
-        if index > 0:  # boundary 0 is before the first line; the expression itself is not written
-            lines.append(state)
+    for step in trace_steps(expression_of(example)):
+        lines.append(_step_line(step))
         for _ in range(style.max_per_boundary):
             if rng.random() >= style.redundancy_probability:
                 break
-            lines.append(REDUNDANT_LINES[rng.choice(style.kinds)](state))
-    return render_completion(expression, lines)
+            lines.append(REDUNDANT_LINES[rng.choice(style.kinds)](step))
+    return render_completion(expression_of(example), lines)
 
 
 def _hash(expression: str) -> int:
@@ -201,17 +194,31 @@ def split_of(expression: str) -> str:
     return "test" if _hash(expression) % TEST_BUCKETS == 0 else "train"
 
 
+def pairs_are_distinct(expression: str) -> bool:
+    """No (operator, operand) pair twice, so "what follows `op b` in the prompt" is unambiguous.
+
+    >>> pairs_are_distinct("3+8-5+9"), pairs_are_distinct("3+8-5+8")
+    (True, False)
+    """
+    pairs = [expression[index:index + 2] for index in range(1, len(expression), 2)]
+    return len(set(pairs)) == len(pairs)
+
+
 def _random_expression(level: int, rng: random.Random) -> str:
-    parts = [str(rng.randrange(10))]
-    for _ in range(level):
-        parts += [rng.choice(OPERATORS), str(rng.randrange(10))]
-    return "".join(parts)
+    while True:
+        parts = [str(rng.randrange(10))]
+        for _ in range(level):
+            parts += [rng.choice(OPERATORS), str(rng.randrange(10))]
+        if pairs_are_distinct(expression := "".join(parts)):
+            return expression
 
 
-def _all_expressions(level: int) -> list[str]:
+@functools.lru_cache(maxsize=None)
+def _all_expressions(level: int) -> tuple[str, ...]:
     digits = "0123456789"
     pools = [digits] + [OPERATORS, digits] * level
-    return ["".join(parts) for parts in itertools.product(*pools)]
+    return tuple(expression for parts in itertools.product(*pools)
+                 if pairs_are_distinct(expression := "".join(parts)))
 
 
 def sample_expressions(level: int, split: str, count: int, rng: random.Random) -> list[str]:
