@@ -7,6 +7,9 @@ DASHBOARD_PORT ?= 8265
 SWEEP_ARGS ?=
 # On a CPU-only machine torch must be the CPU build (a plain `torch` requirement pulls GBs of CUDA wheels).
 TORCH_SPEC ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && echo torch || echo torch==2.13.0)
+# On CPU, DeepSpeed's shared-memory allreduce op is compiled at install time: left to its just-in-time build,
+# a learner killed mid-build leaves a lock file that makes every later learner wait forever.
+DS_OPS ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && echo "DS_BUILD_OPS=0" || echo "DS_BUILD_OPS=0 DS_BUILD_SHM_COMM=1")
 
 .PHONY: setup test-local test-gpu sweep evaluate ray-start ray-stop bench clean
 
@@ -15,7 +18,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip setuptools wheel
 	$(PY) -m pip install --quiet "$(TORCH_SPEC)"
 	# deepspeed ships as an sdist that imports torch to build: build it against the torch just installed
-	DS_BUILD_OPS=0 $(PY) -m pip install --quiet --no-build-isolation "$(TORCH_SPEC)" deepspeed
+	$(DS_OPS) $(PY) -m pip install --quiet --no-cache-dir --no-build-isolation "$(TORCH_SPEC)" deepspeed
 	$(PY) -m pip install --quiet "$(TORCH_SPEC)" -e .
 	touch $@
 
