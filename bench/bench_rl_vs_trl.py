@@ -1,6 +1,6 @@
 """RL step throughput on one CPU node: ray_effreason's driver vs TRL's RLOOTrainer, same everything.
 
-    python bench/bench_rl_vs_trl.py --steps 4 --repeats 2      # ~5 min on 2 cores (+ a one-time model build)
+    python bench/bench_rl_vs_trl.py --steps 5 --repeats 3      # ~5 min on 2 cores (+ a one-time model build)
 
 Both systems train the same tiny reasoner (`tiny_reasoner.build_tiny_reasoner`, a ~1M-parameter Qwen2
 SFT-ed to write verbose traces, cached under --model-dir; the first run builds it) on the same synthetic
@@ -41,11 +41,6 @@ from typing import Any
 import numpy as np
 
 PHASES = ("generate", "grade", "update", "sync", "other")
-# libgomp's default (active) wait makes idle OpenMP threads spin; on a node shared with other jobs a
-# 2-thread forward/backward of the tiny model then takes seconds instead of ~50 ms (measured here:
-# 20-100x). PASSIVE makes the measurement about the systems, not about spin contention. Set before
-# torch is imported; Ray workers inherit it (and get it through runtime_env below).
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 @dataclass(frozen=True)
@@ -113,8 +108,12 @@ def max_prompts(settings: BenchSettings, total_steps: int) -> int:
 # ---------------------------------------------------------------- ours: driver.train on Ray actors
 
 
-def run_ours(settings: BenchSettings, model: Path, total_steps: int, output_dir: Path) -> list[dict[str, float]]:
-    """One driver run; per-step records from metrics.jsonl (wall time = gap between step records)."""
+def run_ours(settings: BenchSettings, model: Path, total_steps: int,
+             output_dir: Path) -> tuple[list[dict[str, float]], float]:
+    """One driver run: per-step records from metrics.jsonl (wall = gap between step records), startup seconds.
+
+    Startup = ray.init + actors (DeepSpeed init, model loads) + weight-sync group, up to the first step.
+    """
     import shutil
 
     import ray
@@ -143,8 +142,9 @@ def run_ours(settings: BenchSettings, model: Path, total_steps: int, output_dir:
     # all the node's cores (num_cpus_per_actor = threads); Ray's CPU count is logical: learner +
     # generator + verifiers add up to 2 * threads + 0.5, more than the node has, on purpose.
     for attempt in range(3):
+        began = time.time()
         ray.init(address="local", num_cpus=2 * settings.threads + 1, include_dashboard=False, log_to_driver=False,
-                 runtime_env={"env_vars": {"OMP_WAIT_POLICY": os.environ["OMP_WAIT_POLICY"]}})
+                 runtime_env={"env_vars": {key: os.environ[key] for key in ("OMP_WAIT_POLICY",) if key in os.environ}})
         try:
             train(config)
             break
@@ -158,6 +158,8 @@ def run_ours(settings: BenchSettings, model: Path, total_steps: int, output_dir:
         finally:
             ray.shutdown()
     records = [json.loads(line) for line in (output_dir / "metrics.jsonl").read_text().splitlines() if line]
+    first = records[0]
+    startup = first["time"] - began - sum(first[f"time/{phase}"] for phase in PHASES[:-1])
     steps, previous = [], None
     for record in records:
         if previous is not None:
@@ -165,9 +167,10 @@ def run_ours(settings: BenchSettings, model: Path, total_steps: int, output_dir:
             phases = {phase: record[f"time/{phase}"] for phase in PHASES[:-1]}
             phases["other"] = wall - sum(phases.values())
             tokens = record["mean_tokens"] * settings.prompts_per_step * settings.samples_per_prompt
-            steps.append({"wall": wall, "tokens": tokens, "accuracy": record["accuracy"], **phases})
+            steps.append({"wall": wall, "tokens": tokens, "max_tokens": record["max_tokens"],
+                          "accuracy": record["accuracy"], **phases})
         previous = record["time"]
-    return steps  # the first step has no previous record: it is warm-up by construction
+    return steps, startup  # the first step has no previous record: it is warm-up by construction
 
 
 # ---------------------------------------------------------------- TRL: RLOOTrainer in this process
@@ -187,8 +190,9 @@ def trl_reward(task: Any, schedule: list[Any], settings: BenchSettings, eos_toke
     return length_penalized
 
 
-def run_trl(settings: BenchSettings, model: Path, total_steps: int, output_dir: Path) -> list[dict[str, float]]:
-    """One RLOOTrainer run; per rollout step: wall time, generated tokens, the phase split."""
+def run_trl(settings: BenchSettings, model: Path, total_steps: int,
+            output_dir: Path) -> tuple[list[dict[str, float]], float]:
+    """One RLOOTrainer run: per rollout step wall time, generated tokens, the phase split; startup seconds."""
     import torch
     from datasets import Dataset
     from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
@@ -196,6 +200,7 @@ def run_trl(settings: BenchSettings, model: Path, total_steps: int, output_dir: 
 
     from ray_effreason.tasks import load_task
 
+    began = time.time()
     torch.set_num_threads(settings.threads)
     schedule = prompt_schedule(settings, total_steps)
     dataset = Dataset.from_list([{"prompt": [{"role": "user", "content": example.prompt}], "example_index": index}
@@ -203,7 +208,8 @@ def run_trl(settings: BenchSettings, model: Path, total_steps: int, output_dir: 
     tokenizer = AutoTokenizer.from_pretrained(model)
     task = load_task("synthetic", split="train")
     steps: list[dict[str, float]] = []
-    current = dict.fromkeys(PHASES, 0.0) | {"tokens": 0.0}
+    current = dict.fromkeys(PHASES, 0.0) | {"tokens": 0.0, "max_tokens": 0.0, "logprobs": 0.0}
+    clock = {"startup": 0.0}
     optimizer_steps = settings.optimizer_steps
 
     class TimedRLOOTrainer(RLOOTrainer):
@@ -214,7 +220,15 @@ def run_trl(settings: BenchSettings, model: Path, total_steps: int, output_dir: 
             prompt_ids, completion_ids, completions = super()._generate(prompts)
             current["generate"] += time.perf_counter() - start
             current["tokens"] += sum(len(ids) for ids in completion_ids)
+            current["max_tokens"] = max(len(ids) for ids in completion_ids)
             return prompt_ids, completion_ids, completions
+
+        def _generate_and_score_completions(self, inputs):
+            # generate + grade + old/ref log-probs: "logprobs" is what is left after the first two
+            start, before = time.perf_counter(), current["generate"] + current["grade"]
+            output = super()._generate_and_score_completions(inputs)
+            current["logprobs"] += time.perf_counter() - start - (current["generate"] + current["grade"] - before)
+            return output
 
         def _calculate_rewards(self, *args, **kwargs):
             start = time.perf_counter()
@@ -224,6 +238,7 @@ def run_trl(settings: BenchSettings, model: Path, total_steps: int, output_dir: 
 
     class RolloutClock(TrainerCallback):
         def on_train_begin(self, args, state, control, **kwargs):
+            clock["startup"] = time.time() - began
             self.last = time.perf_counter()
 
         def on_step_end(self, args, state, control, **kwargs):
@@ -234,7 +249,7 @@ def run_trl(settings: BenchSettings, model: Path, total_steps: int, output_dir: 
             # update = old/ref log-probs + forward/backward + optimizer (as ours); other = the rest
             steps.append({**current, "wall": wall, "update": wall - current["generate"] - current["grade"],
                           "other": 0.0})
-            current.update(dict.fromkeys(PHASES, 0.0) | {"tokens": 0.0})
+            current.update(dict.fromkeys(PHASES, 0.0) | {"tokens": 0.0, "max_tokens": 0.0, "logprobs": 0.0})
             self.last = now
 
     args = RLOOConfig(
@@ -255,7 +270,7 @@ def run_trl(settings: BenchSettings, model: Path, total_steps: int, output_dir: 
         task, schedule, settings, tokenizer.eos_token_id), args=args, train_dataset=dataset,
         processing_class=tokenizer, callbacks=[RolloutClock()])
     trainer.train()
-    return steps[1:]  # the first rollout step is warm-up
+    return steps[1:], clock["startup"]  # the first rollout step is warm-up
 
 
 # ---------------------------------------------------------------- summary
@@ -268,9 +283,15 @@ def summarize(steps: list[dict[str, float]], warmup: int) -> dict[str, float]:
     tokens = sum(step["tokens"] for step in measured)
     summary = {"steps": len(measured), "steps_per_second": len(measured) / wall, "tokens_per_second": tokens / wall,
                "generation_tokens_per_second": tokens / sum(step["generate"] for step in measured),
-               "tokens_per_step": tokens / len(measured)}
+               "tokens_per_step": tokens / len(measured),
+               # batched decoding runs until the longest sample ends: seconds per decode step compares
+               # generation speed independently of which samples happened to be long
+               "generate_ms_per_decode_step": 1000 * sum(step["generate"] for step in measured)
+               / sum(step["max_tokens"] for step in measured)}
     summary |= {f"seconds/{phase}": sum(step[phase] for step in measured) / len(measured) for phase in PHASES}
     summary["seconds/step"] = wall / len(measured)
+    if "logprobs" in measured[0]:  # TRL: the part of update spent on old/ref log-probs
+        summary["seconds/update:old_ref_logprobs"] = sum(step["logprobs"] for step in measured) / len(measured)
     return summary
 
 
@@ -281,13 +302,15 @@ def spread(values: list[float]) -> str:
 def report(runs: dict[str, list[dict[str, float]]]) -> str:
     """A markdown table: median [min-max] over repeats, and the ours/TRL ratio of medians."""
     keys = ["steps_per_second", "tokens_per_second", "generation_tokens_per_second", "tokens_per_step",
-            "seconds/step", *(f"seconds/{phase}" for phase in PHASES)]
+            "generate_ms_per_decode_step",
+            "seconds/step", *(f"seconds/{phase}" for phase in PHASES), "seconds/update:old_ref_logprobs",
+            "startup_seconds"]
     systems = list(runs)
     lines = ["| metric | " + " | ".join(systems) + " | ours / TRL |", "|---" * (len(systems) + 2) + "|"]
     for key in keys:
-        cells = [spread([run[key] for run in runs[system]]) for system in systems]
+        cells = [spread([run[key] for run in runs[system]]) if key in runs[system][0] else "-" for system in systems]
         ratio = ""
-        if set(systems) == {"ours", "trl"}:
+        if set(systems) == {"ours", "trl"} and all(key in runs[system][0] for system in systems):
             trl = statistics.median(run[key] for run in runs["trl"])
             ratio = f"{statistics.median(run[key] for run in runs['ours']) / trl:.2f}" if trl else ""
         lines.append(f"| {key} | " + " | ".join(cells) + f" | {ratio} |")
@@ -296,18 +319,32 @@ def report(runs: dict[str, list[dict[str, float]]]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=4, help="measured rollout steps per run (after warm-up)")
+    parser.add_argument("--steps", type=int, default=5, help="measured rollout steps per run (after warm-up)")
     parser.add_argument("--warmup", type=int, default=1, help="rollout steps dropped at the start of each run")
-    parser.add_argument("--repeats", type=int, default=2, help="runs per system, alternating ours/TRL")
+    parser.add_argument("--repeats", type=int, default=3, help="runs per system, alternating ours/TRL")
     parser.add_argument("--systems", default="ours,trl", help="comma-separated: ours, trl")
     parser.add_argument("--model-dir", type=Path, default=Path("runs/bench/tiny_reasoner"),
                         help="tiny reasoner build (cached; built on first use)")
+    parser.add_argument("--omp-wait-policy", choices=["PASSIVE", "ACTIVE", "inherit"], default="PASSIVE",
+                        help="OMP_WAIT_POLICY for every process (inherit: leave the environment as it is)")
+    parser.add_argument("--ray-worker-niceness", type=int, default=0,
+                        help="RAY_worker_niceness for our actors (Ray's default is 15; TRL's process runs at 0)")
     parser.add_argument("--untrained", action="store_true", help="smoke test on an untrained model (no build)")
     parser.add_argument("--output", type=Path, default=Path("runs/bench/rl_vs_trl"), help="run dirs and results.json")
     for name, value in asdict(BenchSettings()).items():
         parser.add_argument("--" + name.replace("_", "-"), type=type(value), default=value,
                             help=f"shared setting (default: {value})")
     args = parser.parse_args()
+    if args.warmup < 1:
+        raise ValueError(f"--warmup must be >= 1 (the first step includes one-time costs), got {args.warmup}")
+    if args.omp_wait_policy != "inherit":
+        # libgomp's default wait spins idle OpenMP threads; on a node shared with other jobs a 2-thread
+        # forward/backward of the tiny model then takes seconds instead of ~50 ms (measured here: 20-100x).
+        # Must be set before torch is imported (nothing above imports it); Ray workers get it via runtime_env.
+        os.environ["OMP_WAIT_POLICY"] = args.omp_wait_policy
+    # Ray starts its workers (our generator, learner, verifiers) at nice 15; next to other jobs on a shared
+    # node they would then get a fraction of the CPU that TRL's nice-0 process gets. Read when Ray starts.
+    os.environ["RAY_worker_niceness"] = str(args.ray_worker_niceness)
     settings = BenchSettings(**{name: getattr(args, name) for name in asdict(BenchSettings())})
     systems = args.systems.split(",")
     unknown = [system for system in systems if system not in ("ours", "trl")]
@@ -323,20 +360,34 @@ def main() -> None:
     for repeat in range(args.repeats):
         for system in systems:
             began = time.perf_counter()
-            steps = run[system](settings, model, total_steps, args.output / f"{system}-{repeat}")
+            steps, startup = run[system](settings, model, total_steps, args.output / f"{system}-{repeat}")
             summary = summarize(steps, args.warmup - 1)
+            summary["startup_seconds"] = startup
             summary["run_seconds"] = time.perf_counter() - began
             results[system].append(summary)
             raw[system].append(steps)
             print(f"[{system} #{repeat}] " + json.dumps({k: round(v, 3) for k, v in summary.items()}), flush=True)
     table = report(results)
-    print(f"\nsettings: {json.dumps(asdict(settings))}\nmeasured steps per run: {args.steps} "
+    print(f"\nsettings: {json.dumps(asdict(settings))}\nmodel: {json.dumps(model_info(model))}\n"
+          f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')} RAY_worker_niceness={args.ray_worker_niceness}\nmeasured steps per run: {args.steps} "
           f"(after {args.warmup} warm-up), repeats: {args.repeats}, total {time.perf_counter() - start:.0f}s\n")
     print(table)
     args.output.mkdir(parents=True, exist_ok=True)
     (args.output / "results.json").write_text(json.dumps(
         {"settings": asdict(settings), "steps": args.steps, "warmup": args.warmup, "summaries": results,
+         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"), "ray_worker_niceness": args.ray_worker_niceness,
+         "model": model_info(model),
          "per_step": raw, "versions": versions()}, indent=1))
+
+
+def model_info(model: Path) -> dict[str, Any]:
+    """What the tiny reasoner was (its build changes as the project tunes it): size, accuracy, length."""
+    info_path = model / "build_info.json"
+    if not info_path.is_file():
+        return {"path": str(model), "untrained": True}
+    info = json.loads(info_path.read_text())
+    return {"path": str(model), "config_hash": info.get("config_hash"), "num_parameters": info.get("num_parameters"),
+            "eval_accuracy": info["eval"]["accuracy"], "eval_mean_tokens": info["eval"]["mean_tokens"]}
 
 
 def versions() -> dict[str, str]:

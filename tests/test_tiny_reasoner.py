@@ -13,7 +13,7 @@ from ray_effreason.tiny_reasoner import (
     TinyModelShape, TinyReasonerConfig, build_model, build_tiny_reasoner, build_tokenizer, evaluate_tiny, sft_train,
 )
 
-SMALL = TinyModelShape(hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64)
+SMALL = TinyModelShape(hidden_size=32, num_layers=1, num_heads=1, intermediate_size=64)
 
 
 @pytest.fixture(scope="module")
