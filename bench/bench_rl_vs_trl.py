@@ -2,9 +2,10 @@
 
     python bench/bench_rl_vs_trl.py --steps 5 --repeats 3      # ~5 min on 2 cores (+ a one-time model build)
 
-Both systems train the same tiny reasoner (`tiny_reasoner.build_tiny_reasoner`, a ~1M-parameter Qwen2
-SFT-ed to write verbose traces, cached under --model-dir; the first run builds it) on the same synthetic
-prompts, in the same order (our driver's seeded order; TRL gets it pre-ordered, shuffle off), with:
+Both systems train the same tiny reasoner (`tiny_reasoner.build_tiny_reasoner`, a Qwen2 of under 1M
+parameters SFT-ed to write verbose traces, cached under --model-dir; the first run builds it) on the same
+synthetic prompts, tokenized identically, in the same order (our driver's seeded order; TRL gets it
+pre-ordered, shuffle off), with:
 
 - B prompts per rollout step, G samples per prompt, max_new_tokens, temperature 1.0, top_p 1.0, no top-k;
 - the same reward: the task's grade (a truncated sample is never correct), then our pure
@@ -22,9 +23,12 @@ What still differs (algorithmic, not speed settings; see docs/benchmarks.md):
   broadcasts weights after each update (gloo); TRL runs everything in one process on one model.
 
 Measured per rollout step after --warmup steps: wall time (steps/s), generated tokens per wall second
-and per generation second, and the time split (ours: metrics.jsonl time/generate, grade, update, sync
-plus "other" = the rest of the step; TRL: the same phases timed around its methods). Systems alternate
-within each repeat, so drifting load from other jobs hits both; report the median and the spread.
+and per generation second, generation time per decode step (batched decoding runs until the longest
+sample ends), and the time split (ours: metrics.jsonl time/generate, grade, update, sync plus "other" =
+the rest of the step; TRL: the same phases timed around its methods, its "other" folded into update).
+Systems alternate within each repeat, so drifting load from other jobs hits both; the table gives
+the median and [min-max] over repeats. Both systems run with OMP_WAIT_POLICY=PASSIVE and at the same
+CPU priority by default (--omp-wait-policy, --ray-worker-niceness; docs/benchmarks.md says why).
 """
 
 from __future__ import annotations
@@ -148,7 +152,7 @@ def run_ours(settings: BenchSettings, model: Path, total_steps: int,
         try:
             train(config)
             break
-        except ray.exceptions.RayError as error:
+        except (ray.exceptions.ActorDiedError, ray.exceptions.RaySystemError) as error:
             # On a shared machine another job's `ray stop --force` kills every raylet on the node,
             # ours included; that is not a property of the system under test, so run it again.
             if attempt == 2:
@@ -182,10 +186,13 @@ def trl_reward(task: Any, schedule: list[Any], settings: BenchSettings, eos_toke
 
     def length_penalized(prompts, completions, completion_ids, example_index, **kwargs) -> list[float]:
         G = settings.samples_per_prompt
+        # a sample without EOS is truncated and never correct, as in our verifier actors
         correct = np.array([bool(task.grade(completion[0]["content"], schedule[index])) and ids[-1:] == [eos_token_id]
                             for completion, ids, index in zip(completions, completion_ids, example_index)])
         num_tokens = np.array([len(ids) for ids in completion_ids])  # EOS included, as ours and vLLM count
-        return length_penalized_rewards(correct.reshape(-1, G), num_tokens.reshape(-1, G), settings.alpha).ravel().tolist()
+        # TRL hands over the whole generation batch, each prompt's G samples consecutive: (B, G)
+        rewards = length_penalized_rewards(correct.reshape(-1, G), num_tokens.reshape(-1, G), settings.alpha)
+        return rewards.ravel().tolist()
 
     return length_penalized
 
@@ -317,7 +324,23 @@ def report(runs: dict[str, list[dict[str, float]]]) -> str:
     return "\n".join(lines)
 
 
-def main() -> None:
+def model_info(model: Path) -> dict[str, Any]:
+    """What the tiny reasoner was (its build changes as the project tunes it): size, accuracy, length."""
+    info_path = model / "build_info.json"
+    if not info_path.is_file():
+        return {"path": str(model), "untrained": True}
+    info = json.loads(info_path.read_text())
+    return {"path": str(model), "config_hash": info.get("config_hash"), "num_parameters": info.get("num_parameters"),
+            "eval_accuracy": info["eval"]["accuracy"], "eval_mean_tokens": info["eval"]["mean_tokens"]}
+
+
+def versions() -> dict[str, str]:
+    import importlib.metadata as metadata
+
+    return {name: metadata.version(name) for name in ("torch", "transformers", "trl", "ray", "deepspeed")}
+
+
+def parse_arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=5, help="measured rollout steps per run (after warm-up)")
     parser.add_argument("--warmup", type=int, default=1, help="rollout steps dropped at the start of each run")
@@ -336,7 +359,15 @@ def main() -> None:
                             help=f"shared setting (default: {value})")
     args = parser.parse_args()
     if args.warmup < 1:
-        raise ValueError(f"--warmup must be >= 1 (the first step includes one-time costs), got {args.warmup}")
+        parser.error(f"--warmup must be >= 1 (the first step includes one-time costs), got {args.warmup}")
+    unknown = [system for system in args.systems.split(",") if system not in ("ours", "trl")]
+    if unknown:
+        parser.error(f"unknown systems {unknown}; valid: ['ours', 'trl']")
+    return args
+
+
+def main() -> None:
+    args = parse_arguments()
     if args.omp_wait_policy != "inherit":
         # libgomp's default wait spins idle OpenMP threads; on a node shared with other jobs a 2-thread
         # forward/backward of the tiny model then takes seconds instead of ~50 ms (measured here: 20-100x).
@@ -347,15 +378,12 @@ def main() -> None:
     os.environ["RAY_worker_niceness"] = str(args.ray_worker_niceness)
     settings = BenchSettings(**{name: getattr(args, name) for name in asdict(BenchSettings())})
     systems = args.systems.split(",")
-    unknown = [system for system in systems if system not in ("ours", "trl")]
-    if unknown:
-        raise ValueError(f"unknown systems {unknown}; valid: ['ours', 'trl']")
     model = model_dir(args.model_dir, args.untrained)
     run = {"ours": run_ours, "trl": run_trl}
     # ours: the driver's first step record only starts the clock; TRL: run_trl drops its first step.
     total_steps = args.warmup + args.steps
     results: dict[str, list[dict[str, float]]] = {system: [] for system in systems}
-    raw: dict[str, list[list[dict[str, float]]]] = {system: [] for system in systems}
+    per_step: dict[str, list[list[dict[str, float]]]] = {system: [] for system in systems}
     start = time.perf_counter()
     for repeat in range(args.repeats):
         for system in systems:
@@ -365,35 +393,19 @@ def main() -> None:
             summary["startup_seconds"] = startup
             summary["run_seconds"] = time.perf_counter() - began
             results[system].append(summary)
-            raw[system].append(steps)
+            per_step[system].append(steps)
             print(f"[{system} #{repeat}] " + json.dumps({k: round(v, 3) for k, v in summary.items()}), flush=True)
-    table = report(results)
+    environment = {"OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY"),
+                   "RAY_worker_niceness": args.ray_worker_niceness}
     print(f"\nsettings: {json.dumps(asdict(settings))}\nmodel: {json.dumps(model_info(model))}\n"
-          f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')} RAY_worker_niceness={args.ray_worker_niceness}\nmeasured steps per run: {args.steps} "
-          f"(after {args.warmup} warm-up), repeats: {args.repeats}, total {time.perf_counter() - start:.0f}s\n")
-    print(table)
+          f"environment: {json.dumps(environment)}\nversions: {json.dumps(versions())}\n"
+          f"measured steps per run: {args.steps} (after {args.warmup} warm-up), repeats: {args.repeats}, "
+          f"total {time.perf_counter() - start:.0f}s\n")
+    print(report(results))
     args.output.mkdir(parents=True, exist_ok=True)
     (args.output / "results.json").write_text(json.dumps(
-        {"settings": asdict(settings), "steps": args.steps, "warmup": args.warmup, "summaries": results,
-         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"), "ray_worker_niceness": args.ray_worker_niceness,
-         "model": model_info(model),
-         "per_step": raw, "versions": versions()}, indent=1))
-
-
-def model_info(model: Path) -> dict[str, Any]:
-    """What the tiny reasoner was (its build changes as the project tunes it): size, accuracy, length."""
-    info_path = model / "build_info.json"
-    if not info_path.is_file():
-        return {"path": str(model), "untrained": True}
-    info = json.loads(info_path.read_text())
-    return {"path": str(model), "config_hash": info.get("config_hash"), "num_parameters": info.get("num_parameters"),
-            "eval_accuracy": info["eval"]["accuracy"], "eval_mean_tokens": info["eval"]["mean_tokens"]}
-
-
-def versions() -> dict[str, str]:
-    import importlib.metadata as metadata
-
-    return {name: metadata.version(name) for name in ("torch", "transformers", "trl", "ray", "deepspeed")}
+        {"settings": asdict(settings), "steps": args.steps, "warmup": args.warmup, "environment": environment,
+         "model": model_info(model), "versions": versions(), "summaries": results, "per_step": per_step}, indent=1))
 
 
 if __name__ == "__main__":

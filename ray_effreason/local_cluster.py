@@ -47,7 +47,8 @@ def dashboard_up(port: int) -> bool:
         return "401" in str(error)
 
 
-def start(dashboard_port: int, num_cpus: int | None, gcs_port: int = 6379) -> None:
+def start(dashboard_port: int, num_cpus: int | None, gcs_port: int = 6379, temp_dir: str | None = None) -> None:
+    """Start a head unless one answers on dashboard_port; `temp_dir` isolates it (tests), see `stop`."""
     if dashboard_up(dashboard_port):
         print(f"Ray head already running; dashboard at http://127.0.0.1:{dashboard_port}")
         return
@@ -55,7 +56,7 @@ def start(dashboard_port: int, num_cpus: int | None, gcs_port: int = 6379) -> No
     cpus = num_cpus or max(8, 4 * (os.cpu_count() or 1))
     command = [ray_cli(), "start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(gcs_port),
                "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dashboard_port), "--num-cpus", str(cpus),
-               "--disable-usage-stats"]
+               "--disable-usage-stats"] + (["--temp-dir", temp_dir] if temp_dir else [])
     subprocess.run(command, check=True, env=ray_environment())
     for _ in range(60):
         if dashboard_up(dashboard_port):
@@ -64,8 +65,18 @@ def start(dashboard_port: int, num_cpus: int | None, gcs_port: int = 6379) -> No
     print(f"Ray head up (token auth on); dashboard at http://127.0.0.1:{dashboard_port}")
 
 
-def stop() -> None:
-    subprocess.run([ray_cli(), "stop", "--force"], check=False, env=ray_environment())
+def stop(temp_dir: str | None = None) -> None:
+    """`ray stop` (every Ray on this machine), or with `temp_dir` only the head started with it."""
+    if temp_dir is None:
+        subprocess.run([ray_cli(), "stop", "--force"], check=False, env=ray_environment())
+        return
+    import psutil
+
+    mine = [process for process in psutil.process_iter(["cmdline"])
+            if any(temp_dir in part for part in process.info["cmdline"] or [])]
+    for process in mine:
+        process.kill()
+    psutil.wait_procs(mine, timeout=30)
 
 
 def submit(dashboard_port: int, script_and_flags: list[str]) -> int:

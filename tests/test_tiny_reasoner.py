@@ -84,11 +84,12 @@ def test_model_generates_with_cache_and_stops_at_eos(tokenizer):
 
 
 def test_short_sft_lowers_loss_clearly(tokenizer):
-    model = build_model(tokenizer, seed=0, shape=TinyModelShape(hidden_size=64, num_layers=2, num_heads=4,
-                                                                intermediate_size=192))
+    model = build_model(tokenizer, seed=0, shape=TinyModelShape(hidden_size=64, num_layers=2, num_heads=2,
+                                                                intermediate_size=128))
     train = SyntheticArithmetic(split="train", num_examples=600)
-    metrics = sft_train(model, tokenizer, train, steps=40, batch_size=16, lr=3e-3, seed=0, warmup_steps=5)
-    assert metrics["final_loss"] < 0.5 * metrics["first_loss"]
+    metrics = sft_train(model, tokenizer, train, steps=40, batch_size=16, lr=3e-3, seed=0, num_threads=1,
+                        warmup_steps=5)
+    assert metrics["final_loss"] < 0.3 * metrics["first_loss"]
     assert len(metrics["losses"]) == 40 and not model.training
 
 
