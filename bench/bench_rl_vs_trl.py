@@ -313,14 +313,16 @@ def report(runs: dict[str, list[dict[str, float]]]) -> str:
             "seconds/step", *(f"seconds/{phase}" for phase in PHASES), "seconds/update:old_ref_logprobs",
             "startup_seconds"]
     systems = list(runs)
-    lines = ["| metric | " + " | ".join(systems) + " | ours / TRL |", "|---" * (len(systems) + 2) + "|"]
+    both = set(systems) == {"ours", "trl"}
+    columns = ["metric", *systems] + (["ours / TRL"] if both else [])
+    lines = ["| " + " | ".join(columns) + " |", "|---" * len(columns) + "|"]
     for key in keys:
         cells = [spread([run[key] for run in runs[system]]) if key in runs[system][0] else "-" for system in systems]
-        ratio = ""
-        if set(systems) == {"ours", "trl"} and all(key in runs[system][0] for system in systems):
-            trl = statistics.median(run[key] for run in runs["trl"])
-            ratio = f"{statistics.median(run[key] for run in runs['ours']) / trl:.2f}" if trl else ""
-        lines.append(f"| {key} | " + " | ".join(cells) + f" | {ratio} |")
+        if both:
+            trl = statistics.median(run.get(key, 0.0) for run in runs["trl"])
+            cells.append(f"{statistics.median(run[key] for run in runs['ours']) / trl:.2f}"
+                         if trl and key in runs["ours"][0] else "")
+        lines.append(f"| {key} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
