@@ -115,6 +115,7 @@ class TinyModelShape:
     # Qwen2's default 0.02 is meant for wide models: at width 64 it leaves attention uniform for
     # hundreds of steps before copying starts (measured); ~1/sqrt(width) learns copies in ~50 steps.
     initializer_range: float = 0.1
+    rope_theta: float = 10_000.0  # RoPE base
 
     def __post_init__(self) -> None:
         head_dim, remainder = divmod(self.hidden_size, self.num_heads)
@@ -130,7 +131,8 @@ def build_model(tokenizer: Qwen2Tokenizer, seed: int, shape: TinyModelShape = Ti
         vocab_size=len(tokenizer), hidden_size=shape.hidden_size, intermediate_size=shape.intermediate_size,
         num_hidden_layers=shape.num_layers, num_attention_heads=shape.num_heads,
         num_key_value_heads=shape.num_heads, max_position_embeddings=shape.max_position_embeddings,
-        initializer_range=shape.initializer_range, tie_word_embeddings=True, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+        initializer_range=shape.initializer_range, rope_parameters={"rope_type": "default", "rope_theta": shape.rope_theta},
+        tie_word_embeddings=True, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
     )
     torch.manual_seed(seed)

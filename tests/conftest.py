@@ -21,6 +21,18 @@ def data_dir() -> Path:
     return shared_data_dir()
 
 
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> str:
+    """An untrained tiny Qwen2 model and its tokenizer, built locally (HF format); a path."""
+    from ray_effreason.tiny_reasoner import build_model, build_tokenizer
+
+    path = tmp_path_factory.mktemp("tiny-model")
+    tokenizer = build_tokenizer()
+    build_model(tokenizer, seed=0).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return str(path)
+
+
 def pytest_collection_modifyitems(config, items):
     try:
         import torch

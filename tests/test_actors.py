@@ -13,7 +13,6 @@ from ray_effreason.config import LearnerConfig, LossConfig, RolloutConfig
 from ray_effreason.driver import sample_seed
 from ray_effreason.rewards import length_penalized_rewards
 from ray_effreason.tasks.synthetic import SyntheticArithmetic
-from ray_effreason.tiny_reasoner import build_model, build_tokenizer
 
 SAMPLING = SamplingConfig(temperature=1.0, top_p=1.0, max_new_tokens=24, max_prompt_tokens=128)
 
@@ -23,15 +22,6 @@ def ray_local():
     ray.init(num_cpus=6, include_dashboard=False, ignore_reinit_error=True)
     yield
     ray.shutdown()
-
-
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory):
-    path = tmp_path_factory.mktemp("tiny")
-    tokenizer = build_tokenizer()
-    build_model(tokenizer, seed=0).save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return str(path)
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,6 @@ from ray_effreason.actors.generator import GenerationWorker, SampleRequest, Samp
 from ray_effreason.actors.launch import init_weight_sync, start_actors, sync_weights
 from ray_effreason.config import LearnerConfig, LossConfig, RolloutConfig
 from ray_effreason.tasks.synthetic import SyntheticArithmetic
-from ray_effreason.tiny_reasoner import build_model, build_tokenizer
 
 needs_vllm = pytest.mark.skipif(importlib.util.find_spec("vllm") is None, reason="vLLM is not installed")
 
@@ -24,15 +23,6 @@ def ray_gpu():
     ray.init(address="local", include_dashboard=False, ignore_reinit_error=True)
     yield
     ray.shutdown()
-
-
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory):
-    path = tmp_path_factory.mktemp("tiny-gpu")
-    tokenizer = build_tokenizer()
-    build_model(tokenizer, seed=0).save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return str(path)
 
 
 @pytest.mark.gpu

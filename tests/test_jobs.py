@@ -3,12 +3,10 @@
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 from ray_effreason import local_cluster
-from ray_effreason.tiny_reasoner import build_model, build_tokenizer
 
 DASHBOARD_PORT = 8366
 GCS_PORT = 6391
@@ -22,15 +20,6 @@ def head(tmp_path_factory):
     local_cluster.start(DASHBOARD_PORT, num_cpus=8, gcs_port=GCS_PORT, temp_dir=temp_dir)
     yield
     local_cluster.stop(temp_dir)
-
-
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory):
-    path = tmp_path_factory.mktemp("tiny-jobs")
-    tokenizer = build_tokenizer()
-    build_model(tokenizer, seed=0).save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return str(path)
 
 
 def submit(*script_and_flags: str) -> subprocess.CompletedProcess:

@@ -95,22 +95,26 @@ def test_higher_level_needs_more_steps_and_tokens(test_task):
     assert mean_min == sorted(mean_min) and mean_min[0] < mean_min[-1]
 
 
-def test_redundancy_never_changes_the_step_lines(test_task):
+def test_redundant_lines_end_with_the_step_above_and_keep_step_lines(test_task):
     rng = random.Random(1)
     for example in test_task.examples[:100]:
         minimal_lines = minimal_completion(example).split("\n")
         verbose_lines = verbose_completion(example, rng).split("\n")
-        extra = [line for line in verbose_lines if line.split(" ")[0].rstrip(",") in {"check", "so", "wait"}]
-        assert [line for line in verbose_lines if line not in extra] == minimal_lines
+        extra = [index for index, line in enumerate(verbose_lines) if line.split(" ")[0].rstrip(",:") in
+                 {"check", "so", "wait"}]
+        assert [line for index, line in enumerate(verbose_lines) if index not in extra] == minimal_lines
+        steps = {f"{a}{op}{b}={c}" for a, op, b, c in trace_steps(expression_of(example))}
+        for index in extra:  # the step just written (or repeated) ends every redundant line
+            assert verbose_lines[index].endswith(verbose_lines[index - 1][-5:]) and verbose_lines[index][-5:] in steps
 
 
-def test_verbose_traces_average_over_two_and_a_half_times_minimal(tokenizer, test_task):
+def test_verbose_traces_average_over_twice_minimal_with_wide_spread(tokenizer, test_task):
     rng = random.Random(2)
     verbose = count_tokens([verbose_completion(e, rng) for e in test_task.examples], tokenizer)
     ratio = sum(verbose) / sum(e.min_tokens for e in test_task.examples)
-    assert ratio >= 2.4
+    assert ratio >= 2.3
     hardest = [n for n, e in zip(verbose, test_task.examples) if e.level == 6]
-    assert max(hardest) < 230 and min(hardest) < sum(hardest) / len(hardest)  # wide spread, bounded
+    assert max(hardest) < 260 and min(hardest) < 0.6 * sum(hardest) / len(hardest)  # wide spread, bounded
 
 
 def test_no_redundancy_style_gives_minimal_completion(test_task):
@@ -123,7 +127,7 @@ def test_each_redundancy_kind_appears():
     example = SyntheticArithmetic(num_examples=6).examples[5]
     rng = random.Random(0)
     text = "".join(verbose_completion(example, rng) for _ in range(20))
-    assert all(word in text for word in ("check ", "so far ", "wait, "))
+    assert all(word in text for word in ("check: ", "so far ", "wait, "))
     assert set(REDUNDANT_LINES) == {"check", "restate", "wait"}
 
 

@@ -26,7 +26,7 @@ from typing import Any
 
 import torch
 
-from ray_effreason.actors.weight_sync import ParamSpec, WeightSyncGroup, free_port, param_specs, send_weights
+from ray_effreason.actors.weight_sync import ParamSpec, WeightSyncGroup, free_port, send_weights
 from ray_effreason.config import LearnerConfig, LossConfig
 from ray_effreason.losses import kl_penalized_advantages, policy_loss, token_logprobs
 

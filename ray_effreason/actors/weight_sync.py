@@ -13,7 +13,7 @@ from __future__ import annotations
 import datetime
 import socket
 from dataclasses import dataclass
-from typing import Iterable, Iterator
+from typing import Iterator
 
 import torch
 import torch.distributed as dist
@@ -37,10 +37,6 @@ class ParamSpec:
     @property
     def torch_dtype(self) -> torch.dtype:
         return getattr(torch, self.dtype)
-
-
-def param_specs(named_tensors: Iterable[tuple[str, torch.Tensor]]) -> list[ParamSpec]:
-    return [ParamSpec(name, tuple(tensor.shape), str(tensor.dtype).removeprefix("torch.")) for name, tensor in named_tensors]
 
 
 def buckets(specs: list[ParamSpec], bucket_bytes: int = DEFAULT_BUCKET_BYTES) -> list[list[ParamSpec]]:

@@ -27,11 +27,12 @@ repeat within a problem).
 Verbose traces. After each step line the writer decides, by a biased coin, whether to add one more
 redundant line, and keeps deciding until the coin says no or `max_per_boundary` is reached. A
 redundant line is one of the kinds reasoning models produce (paper §6 counts verification and
-backtracking): a check ("check 3+8=1 yes"), a restatement ("so far the value is 1") or a wait detour
-that returns to the same value ("wait, 3+8 ... =1 again"). The decision is the first token of the
+backtracking): a check ("check: 3+8=1"), a restatement ("so far 3+8=1") or a wait detour that
+returns to the same value ("wait, is it 1? again 3+8=1"). The decision is the first token of the
 next line (a digit or `</think>` goes on, `check`/`so`/`wait` adds redundancy), so RL can push its
-probability down. A redundant line only repeats the last step, so it never changes a value, hence
-never the answer, and it keeps the two facts the next step reads (last digit, last `op b`) intact.
+probability down. A redundant line repeats the last step and ends with it, so it never changes a
+value, hence never the answer, and the next step line reads the same local context as it would in
+a minimal trace.
 
 Splits. A quarter of each level's problems, chosen by a hash of the expression, are test problems;
 the rest are train problems, so the splits are disjoint by construction.
@@ -63,7 +64,7 @@ PROMPT_PATTERN = re.compile(r"Compute \(([0-9+\-]+)\) mod 10\.")
 class VerboseStyle:
     """How verbose reference traces are sampled (defaults give ~2.6x the minimal length in tokens)."""
 
-    redundancy_probability: float = 0.7  # P(one more redundant line) at a step boundary
+    redundancy_probability: float = 0.6  # P(one more redundant line) at a step boundary
     max_per_boundary: int = 3  # cap, so a level-6 verbose trace stays under ~200 tokens
     kinds: tuple[str, ...] = ("check", "restate", "wait")  # sampled uniformly
 
@@ -108,20 +109,20 @@ def _step_line(step: tuple[str, str, str, str]) -> str:
 
 
 def _check_line(step: tuple[str, str, str, str]) -> str:
-    return f"check {_step_line(step)} yes"
+    return f"check: {_step_line(step)}"
 
 
 def _restate_line(step: tuple[str, str, str, str]) -> str:
-    return f"so far the value is {step[3]}"
+    return f"so far {_step_line(step)}"
 
 
 def _wait_line(step: tuple[str, str, str, str]) -> str:
-    first, operator, second, result = step
-    return f"wait, {first}{operator}{second} ... ={result} again"
+    return f"wait, is it {step[3]}? again {_step_line(step)}"
 
 
-# Each redundant line only repeats the step just written: it can never change a value, and the
-# next step line is the same whatever was inserted.
+# Each redundant line repeats the step just written and ENDS with it, so (1) it can never change a
+# value and (2) the next step line sees exactly the same last few tokens (`a op b=c` + newline) as
+# in a minimal trace: the skills learned on minimal traces carry over to verbose ones unchanged.
 REDUNDANT_LINES = {"check": _check_line, "restate": _restate_line, "wait": _wait_line}
 
 
