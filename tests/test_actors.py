@@ -64,8 +64,10 @@ def test_two_learner_ranks_take_the_same_optimizer_step_as_one(ray_local, tiny_m
     assert metrics_one["optimizer_steps"] == 2 and metrics_two["optimizer_steps"] == 2
     moved = max(float((after_one[name] - before[name]).abs().max()) for name in before)
     assert moved > 1e-4, "the update did nothing; the comparison would be vacuous"
+    # Adam divides by sqrt(v): where a gradient is ~0, reduction-order rounding can move an element by a
+    # few 1e-6. A real sharding error (a micro-batch lost or counted twice) moves weights by ~lr = 1e-3.
     for name in after_one:
-        torch.testing.assert_close(after_two[0][name], after_one[name], rtol=1e-4, atol=2e-6)
+        torch.testing.assert_close(after_two[0][name], after_one[name], rtol=1e-3, atol=2e-5)
         torch.testing.assert_close(after_two[1][name], after_two[0][name], rtol=0, atol=0)
     for group in (one, two):
         for worker in group.workers:
@@ -84,7 +86,7 @@ def test_token_mean_aggregation_is_the_same_for_one_and_two_ranks(ray_local, tin
     after_one = ray.get(one.workers[0].weights_for_test.remote())
     after_two = ray.get(two.workers[0].weights_for_test.remote())
     for name in after_one:
-        torch.testing.assert_close(after_two[name], after_one[name], rtol=1e-4, atol=2e-6)
+        torch.testing.assert_close(after_two[name], after_one[name], rtol=1e-3, atol=2e-5)
     for group in (one, two):
         for worker in group.workers:
             ray.kill(worker)
