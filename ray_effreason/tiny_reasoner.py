@@ -73,8 +73,8 @@ def build_tokenizer() -> Qwen2Tokenizer:
     No BOS is added on encode (the chat template writes it), as with Qwen2.
 
     >>> tokenizer = build_tokenizer()
-    >>> [tokenizer.convert_tokens_to_string([t]) for t in tokenizer.tokenize("check 1-5=6 yes")]
-    ['check', ' ', '1', '-', '5', '=', '6', ' yes']
+    >>> [tokenizer.convert_tokens_to_string([t]) for t in tokenizer.tokenize("so far 1-5=6")]
+    ['so', ' far', ' ', '1', '-', '5', '=', '6']
     >>> tokenizer.apply_chat_template([{"role": "user", "content": "Compute (3+8) mod 10."}],
     ...                               tokenize=False, add_generation_prompt=True)
     '<|bos|><|user|>Compute (3+8) mod 10.<|assistant|>'

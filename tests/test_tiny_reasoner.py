@@ -31,7 +31,7 @@ def test_tokenizer_round_trips_prompts_and_traces(tokenizer):
 
 
 def test_trace_words_digits_and_think_tags_are_single_tokens(tokenizer):
-    for piece in ["check", " yes", "so", " far", "wait", " again", " ...", "Compute", " mod", "\\boxed",
+    for piece in ["check", "so", " far", "wait", " is", " it", " again", "Compute", " mod", "\\boxed",
                   "<think>", "</think>", *"0123456789+-="]:
         assert len(tokenizer(piece, add_special_tokens=False)["input_ids"]) == 1, piece
     pieces = [tokenizer.convert_tokens_to_string([token]) for token in tokenizer.tokenize("10-5+9")]
