@@ -4,12 +4,14 @@ It plays the role of DeepSeek-R1-Distill-Qwen in the paper (§2: the base model 
 at a size that trains on two CPU cores in a few minutes:
 
 1. `build_tokenizer`: a small byte-level BPE trained locally (no hub download) in Qwen2's format:
-   digits, operators and the trace words are single tokens, and decode(encode(x)) == x. Chat template `<|bos|><|user|>...<|assistant|>`; like the paper's training template it does not
-   open `<think>`, the model writes it (PAPER.md §8).
-2. `build_model`: `Qwen2ForCausalLM` with a few small layers, fp32, usable with `model.generate`.
-3. `sft_train`: plain torch loop on verbose traces of the train split (loss on completion tokens
-   only), each step drawing fresh redundancy, so the model learns to sample traces of widely varying
-   length (the spread the paper's per-prompt length z-score, Eq. 1, feeds on).
+   digits, operators and the trace words are single tokens, and decode(encode(x)) == x. Chat
+   template `<|bos|><|user|>...<|assistant|>`; like the paper's training template it does not open
+   `<think>`, the model writes it (PAPER.md §8).
+2. `build_model`: `Qwen2ForCausalLM` (4 layers, width 64, ~0.4M parameters), fp32, `model.generate`.
+3. `sft_train`: plain torch loop (loss on completion tokens only) on the train split: first on
+   minimal traces, then on verbose traces with fresh redundancy every step, so the model learns to
+   sample traces of widely varying length (the spread the paper's per-prompt length z-score, Eq. 1,
+   feeds on) at the accuracy of the minimal ones.
 4. `evaluate_tiny`: sampled generation at the paper's eval temperature 0.6 (§4): accuracy, mean
    generated tokens (EOS included, as vLLM counts them) and mean min_tokens, overall and per level.
 5. `build_tiny_reasoner`: all of the above, saved in HF format with `build_info.json`; cached by a
@@ -36,7 +38,7 @@ from transformers.models.qwen2.tokenization_qwen2 import Qwen2Tokenizer
 
 from ray_effreason.tasks.base import MATH_INSTRUCTION, Example, render_prompt
 from ray_effreason.tasks.synthetic import (REDUNDANT_LINES, SyntheticArithmetic, VerboseStyle, minimal_completion,
-                                           verbose_completion)
+                                           prompt_of, verbose_completion)
 from ray_effreason.verifiers import grade_math
 
 BUILD_FORMAT = 2  # bump when the build changes in a way the config hash cannot see
@@ -56,7 +58,7 @@ CHAT_TEMPLATE = (
 
 def _tokenizer_corpus() -> list[str]:
     """Texts whose pieces should be single tokens: the prompt, every trace line kind, the instruction."""
-    example = Example(id="corpus", prompt="Compute (3+8-5+9) mod 10.", gold="5")
+    example = Example(id="corpus", prompt=prompt_of("3+8-5+9"), gold="5")
     lines = [make_line(("1", "-", "5", "6")) for make_line in REDUNDANT_LINES.values()]
     words = [word.strip(",.") for text in [MATH_INSTRUCTION, *lines] for word in text.split()]
     return [example.prompt, minimal_completion(example), MATH_INSTRUCTION, "Question:", *lines,
@@ -110,7 +112,7 @@ class TinyModelShape:
     hidden_size: int = 64  # model width
     num_layers: int = 4  # transformer blocks
     num_heads: int = 2  # attention heads (key/value heads too: no GQA at this size)
-    intermediate_size: int = 192  # SwiGLU width
+    intermediate_size: int = 384  # SwiGLU width (384 learns the 200-entry step table ~30% sooner than 192)
     max_position_embeddings: int = 512  # RoPE range; prompts + completions stay far below
     # Qwen2's default 0.02 is meant for wide models: at width 64 it leaves attention uniform for
     # hundreds of steps before copying starts (measured); ~1/sqrt(width) learns copies in ~50 steps.
@@ -189,10 +191,15 @@ def sft_train(model: Qwen2ForCausalLM, tokenizer: Any, task: SyntheticArithmetic
               lr: float, seed: int, num_threads: int = 2, warmup_steps: int = 50, weight_decay: float = 0.01,
               style: VerboseStyle = VerboseStyle(), minimal_steps: int = 0, group_steps: int = 8,
               log_every: int = 0) -> dict[str, Any]:
-    """Train `model` in place on verbose traces of `task` (its train split); returns metrics.
+    """Train `model` in place on `task` (the train split); returns metrics (losses, seconds, ...).
 
-    Each step draws `batch_size` problems and a fresh verbose trace for each (batches grouped by
-    length, see `_length_grouped_batches`). AdamW with linear warmup and cosine decay to 10% of `lr`, gradient-norm clip 1.0.
+    Curriculum: the first `minimal_steps` steps use minimal traces, the rest verbose traces of
+    `style`. Measured on 2 CPU threads: the step table (200 `a op b` entries) and the prompt look-up
+    are learned in ~600 steps on dense minimal traces, at ~40% of a verbose step's cost, while on
+    verbose traces alone they take over twice as many steps; the verbose phase then only has to add
+    the redundant lines and longer contexts. Each step draws `batch_size` problems and a fresh trace
+    for each (batches grouped by length, see `_length_grouped_batches`). AdamW, linear warmup,
+    cosine decay to 10% of `lr`, gradient-norm clip 1.0. `num_threads` sets torch's CPU threads.
     """
     torch.set_num_threads(num_threads)
     torch.manual_seed(seed)
@@ -229,7 +236,8 @@ def sft_train(model: Qwen2ForCausalLM, tokenizer: Any, task: SyntheticArithmetic
     tail = losses[-max(1, min(20, steps // 10 or 1)):]
     return {"steps": steps, "first_loss": losses[0] if losses else None,
             "final_loss": sum(tail) / len(tail) if tail else None, "losses": losses,
-            "seconds": seconds, "cpu_seconds": time.process_time() - cpu_start, "tokens_per_second": num_tokens / seconds if seconds else None}
+            "seconds": seconds, "cpu_seconds": time.process_time() - cpu_start,
+            "tokens_per_second": num_tokens / seconds if seconds else None}
 
 
 # ---------------------------------------------------------------- evaluation
@@ -279,8 +287,9 @@ class TinyReasonerConfig:
     """Everything that determines a tiny reasoner build (its hash names the cache entry)."""
 
     seed: int = 0  # model init, SFT sampling and eval sampling
-    steps: int = 600  # SFT optimizer steps
-    batch_size: int = 64  # sequences per step
+    steps: int = 1500  # SFT optimizer steps in all
+    minimal_steps: int = 600  # of which the first ones are on minimal traces (see sft_train)
+    batch_size: int = 32  # sequences per step
     lr: float = 3e-3  # peak AdamW learning rate
     warmup_steps: int = 50  # linear warmup
     levels: tuple[int, ...] = (1, 2, 3, 4, 5, 6)  # synthetic difficulty levels
@@ -315,7 +324,7 @@ def build_tiny_reasoner(output_dir: str | Path, *, seed: int = 0, steps: int = T
                                 seed=config.seed)
     metrics = sft_train(model, tokenizer, train, steps=config.steps, batch_size=config.batch_size, lr=config.lr,
                         seed=config.seed, num_threads=num_threads, warmup_steps=config.warmup_steps,
-                        style=config.style, log_every=log_every)
+                        style=config.style, minimal_steps=config.minimal_steps, log_every=log_every)
     test = SyntheticArithmetic(split="test", num_examples=config.num_eval_examples, levels=config.levels,
                                seed=config.seed, tokenizer=tokenizer)
     evaluation = evaluate_tiny(model, tokenizer, test.examples, max_new_tokens=config.max_new_tokens, seed=config.seed)

@@ -40,7 +40,7 @@ def test_train_and_test_problems_disjoint():
 
 
 def expression_of_prompt(prompt):
-    return re.search(r"\((.*)\)", prompt).group(1)
+    return re.search(r"\((.*)\)", prompt).group(1).replace(" ", "")
 
 
 def test_split_of_is_a_quarter_test():
@@ -114,7 +114,8 @@ def test_verbose_traces_average_over_twice_minimal_with_wide_spread(tokenizer, t
     ratio = sum(verbose) / sum(e.min_tokens for e in test_task.examples)
     assert ratio >= 2.3
     hardest = [n for n, e in zip(verbose, test_task.examples) if e.level == 6]
-    assert max(hardest) < 260 and min(hardest) < 0.6 * sum(hardest) / len(hardest)  # wide spread, bounded
+    mean = sum(hardest) / len(hardest)
+    assert max(hardest) < 260 and min(hardest) < 0.7 * mean < 1.3 * mean < max(hardest)  # wide spread, bounded
 
 
 def test_no_redundancy_style_gives_minimal_completion(test_task):

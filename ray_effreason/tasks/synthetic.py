@@ -7,7 +7,7 @@ Arora & Zanette (2025, Eq. 1) and learns to think shorter at the same accuracy.
 Problem. Level L has L+1 single-digit operands joined by `+`/`-`, no (operator, operand) pair twice;
 the answer is the value mod 10:
 
-    Compute (3+8-5+9) mod 10.
+    Compute (3 + 8 - 5 + 9) mod 10.
 
 Minimal trace. One line per operation, `a op b=c`, where `a` is the running value:
 
@@ -22,7 +22,7 @@ Minimal trace. One line per operation, `a op b=c`, where `a` is the running valu
 The format is chosen so each token is a small, local step for a tiny transformer: `c` is a lookup
 in a 200-entry table of the three tokens just before `=`; `a` is the last digit written; `op b` is what
 follows, in the prompt, the last `op b` of the trace (an induction-head copy; that is why pairs do not
-repeat within a problem).
+repeat within a problem, and why the prompt spaces its operators, see `prompt_of`).
 
 Verbose traces. After each step line the writer decides, by a biased coin, whether to add one more
 redundant line, and keeps deciding until the coin says no or `max_per_boundary` is reached. A
@@ -57,15 +57,17 @@ OPERATORS = ("+", "-")
 TEST_BUCKETS = 4  # a quarter of the problems of each level are test problems
 ENUMERATE_UP_TO = 100_000  # levels with at most this many problems are enumerated, larger ones sampled
 DEFAULT_NUM_EXAMPLES = {"train": 10_000, "test": 300}
-PROMPT_PATTERN = re.compile(r"Compute \(([0-9+\-]+)\) mod 10\.")
+PROMPT_PATTERN = re.compile(r"Compute \(([0-9+\- ]+)\) mod 10\.")
 
 
 @dataclass(frozen=True)
 class VerboseStyle:
     """How verbose reference traces are sampled (defaults give ~2.6x the minimal length in tokens)."""
 
-    redundancy_probability: float = 0.6  # P(one more redundant line) at a step boundary
-    max_per_boundary: int = 3  # cap, so a level-6 verbose trace stays under ~200 tokens
+    # P(one more redundant line) at a step boundary. 0.75 = 3 kinds x 0.25 = P(stop): the first
+    # decision's stop probability is then the same at every sampling temperature (eval uses 0.6).
+    redundancy_probability: float = 0.75
+    max_per_boundary: int = 2  # cap, so a level-6 verbose trace stays under ~200 tokens
     kinds: tuple[str, ...] = ("check", "restate", "wait")  # sampled uniformly
 
     def __post_init__(self) -> None:
@@ -132,18 +134,29 @@ def render_completion(expression: str, lines: Sequence[str]) -> str:
     return f"<think>\n{body}</think>\n\n\\boxed{{{answer_of(expression)}}}"
 
 
+def prompt_of(expression: str) -> str:
+    """The user message. Spaced operators (` +` is another token than the trace's `+`) keep the prompt's
+    `op b` pairs apart from their copies in the trace, so "what follows this pair in the prompt" has
+    one answer however often a verbose trace repeats a step.
+
+    >>> prompt_of("3+8-5+9")
+    'Compute (3 + 8 - 5 + 9) mod 10.'
+    """
+    return f"Compute ({' '.join(expression)}) mod 10."
+
+
 def expression_of(example: Example) -> str:
     """Recover the expression from the prompt (the prompt is the one place the problem lives)."""
     match = PROMPT_PATTERN.search(example.prompt)
     if match is None:
         raise ValueError(f"{example.id}: not a synthetic prompt: {example.prompt!r}")
-    return match.group(1)
+    return match.group(1).replace(" ", "")
 
 
 def minimal_completion(example: Example) -> str:
     """The shortest correct completion: one line per operation.
 
-    >>> minimal_completion(Example(id="x", prompt="Compute (3+8-5+9) mod 10.", gold="5"))
+    >>> minimal_completion(Example(id="x", prompt="Compute (3 + 8 - 5 + 9) mod 10.", gold="5"))
     '<think>\\n3+8=1\\n1-5=6\\n6+9=5\\n</think>\\n\\n\\\\boxed{5}'
     """
     expression = expression_of(example)
@@ -153,7 +166,7 @@ def minimal_completion(example: Example) -> str:
 def verbose_completion(example: Example, rng: random.Random, style: VerboseStyle = VerboseStyle()) -> str:
     """A correct completion with random redundant lines after step lines (same answer).
 
-    >>> example = Example(id="x", prompt="Compute (3+8) mod 10.", gold="1")
+    >>> example = Example(id="x", prompt="Compute (3 + 8) mod 10.", gold="1")
     >>> verbose_completion(example, random.Random(0), VerboseStyle(redundancy_probability=0.0))
     '<think>\\n3+8=1\\n</think>\\n\\n\\\\boxed{1}'
     """
@@ -298,7 +311,7 @@ class SyntheticArithmetic(Task):
             level = self.levels[index % len(self.levels)]
             expression = expressions[level][cursor[level]]
             cursor[level] += 1
-            example = Example(id=f"synthetic-{self.split}-{self.seed}-{index}", prompt=f"Compute ({expression}) mod 10.",
+            example = Example(id=f"synthetic-{self.split}-{self.seed}-{index}", prompt=prompt_of(expression),
                               gold=answer_of(expression), level=level)
             examples.append(_with_reference(example))
         return examples
