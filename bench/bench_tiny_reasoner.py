@@ -40,7 +40,7 @@ def build(args: argparse.Namespace) -> None:
         warmup_steps=args.warmup, levels=tuple(int(level) for level in args.levels),
         shape=TinyModelShape(hidden_size=args.hidden, num_layers=args.layers, num_heads=args.heads,
                              intermediate_size=args.intermediate),
-        style=VerboseStyle(redundancy_probability=args.redundancy))
+        style=VerboseStyle(redundancy_probability=args.redundancy, concise_probability=args.concise))
     with tempfile.TemporaryDirectory() as directory:
         start = time.perf_counter()
         path = build_tiny_reasoner(args.output or directory, config=config, num_threads=args.threads,
@@ -68,6 +68,8 @@ if __name__ == "__main__":
     parser.add_argument("--intermediate", type=int, default=TinyModelShape.intermediate_size, help="MLP width")
     parser.add_argument("--redundancy", type=float, default=VerboseStyle.redundancy_probability,
                         help="P(one more redundant line) per step boundary")
+    parser.add_argument("--concise", type=float, default=VerboseStyle.concise_probability,
+                        help="P(a trace has no redundant line)")
     parser.add_argument("--seed", type=int, default=0, help="build seed")
     parser.add_argument("--threads", type=int, default=2, help="torch threads")
     parser.add_argument("--output", default="", help="keep the build here (default: a temporary directory)")

@@ -89,8 +89,11 @@ def submit(dashboard_port: int, script_and_flags: list[str]) -> int:
 
 def sweep(dashboard_port: int, num_cpus: int | None, flags: list[str]) -> int:
     start(dashboard_port, num_cpus)
-    if "--output-dir" not in flags:  # absolute: the job runs in an uploaded copy of the repo
+    # Absolute paths: the job runs in an uploaded copy of the repo, which goes away with the head.
+    if "--output-dir" not in flags:
         flags = ["--output-dir", str(REPO / "runs" / "sweep"), *flags]
+    if "--base-cache" not in flags and "--model" not in flags:  # build the tiny reasoner once per checkout
+        flags = ["--base-cache", str(REPO / "runs" / "tiny_reasoner"), *flags]
     print(f"Watch it in the Ray dashboard: http://127.0.0.1:{dashboard_port} (Jobs tab: one job per alpha)")
     code = submit(dashboard_port, ["jobs/sweep_alpha.py", *flags])
     output_dir = Path(flags[flags.index("--output-dir") + 1])
@@ -99,14 +102,25 @@ def sweep(dashboard_port: int, num_cpus: int | None, flags: list[str]) -> int:
     return code
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_arguments(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
+    """(this script's options, the flags after `--` for jobs/sweep_alpha.py).
+
+    >>> arguments, rest = parse_arguments(["sweep", "--dashboard-port", "8266", "--", "--alphas", "0", "0.2"])
+    >>> arguments.command, arguments.dashboard_port, rest
+    ('sweep', 8266, ['--alphas', '0', '0.2'])
+    """
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("command", choices=["start", "stop", "sweep"], help="what to do")
     parser.add_argument("--dashboard-port", type=int, default=8265, help="dashboard (and job API) port")
     parser.add_argument("--num-cpus", type=int, default=None, help="logical CPUs of the head (default: 4 per core, >= 8)")
-    parser.add_argument("rest", nargs=argparse.REMAINDER, help="after --: flags for jobs/sweep_alpha.py")
-    arguments = parser.parse_args(argv)
-    rest = arguments.rest[1:] if arguments.rest[:1] == ["--"] else arguments.rest
+    # Everything after `--` goes to jobs/sweep_alpha.py untouched (argparse.REMAINDER would also swallow
+    # this script's own options when they follow the command: `sweep --dashboard-port 8266 -- ...`).
+    own, rest = (argv[:argv.index("--")], argv[argv.index("--") + 1:]) if "--" in argv else (argv, [])
+    return parser.parse_args(own), rest
+
+
+def main(argv: list[str] | None = None) -> int:
+    arguments, rest = parse_arguments(sys.argv[1:] if argv is None else list(argv))
     if arguments.command == "start":
         start(arguments.dashboard_port, arguments.num_cpus)
     elif arguments.command == "stop":

@@ -228,14 +228,16 @@ def plot_family(entries: Sequence[dict[str, Any]], pareto_path: str | Path, leve
     axes = figure.add_subplot()
     axes.plot([entry["mean_tokens"] for entry in family], [100 * entry["accuracy"] for entry in family],
               "o-", color="tab:blue", label="RL family")
-    for entry in family:
+    for index, entry in enumerate(family):  # labels alternate above/below: nearby points stay readable
         axes.annotate(f"α={entry['alpha']:g}", (entry["mean_tokens"], 100 * entry["accuracy"]),
-                      textcoords="offset points", xytext=(5, 5))
+                      textcoords="offset points", xytext=(5, 6 if index % 2 == 0 else -14))
     for entry in base:
         axes.plot(entry["mean_tokens"], 100 * entry["accuracy"], "*", color="tab:red", markersize=15,
                   label="base model")
     axes.set_xlabel("mean generated tokens (all samples)")
     axes.set_ylabel("accuracy (%)")
+    lowest = min(100 * entry["accuracy"] for entry in entries)
+    axes.set_ylim(max(0.0, lowest - 5), 101)  # no autoscaled zoom that makes 0.3 points look like a cliff
     axes.set_title("accuracy vs tokens")
     axes.grid(alpha=0.3)
     axes.legend()

@@ -26,9 +26,9 @@ from ray_effreason.config import TrainConfig, from_arguments, option, to_argumen
 # The newcomer's laptop run: a tiny model, short traces, a few dozen steps. The paper's values are the
 # TrainConfig defaults; these are departures chosen for 2 CPU cores, not for fidelity.
 TINY_PRESET: dict[str, Any] = {
-    "task": "synthetic", "max_prompts": 4096, "steps": 30, "save_every": 10, "rollouts_logged": 8,
+    "task": "synthetic", "max_prompts": 4096, "steps": 20, "save_every": 10, "rollouts_logged": 8,
     "samples_per_prompt": 8, "prompts_per_step": 16, "temperature": 1.0, "max_new_tokens": 256,
-    "max_prompt_tokens": 64, "generation_batch_size": 128, "num_verifiers": 1, "lr": 2e-4, "warmup_steps": 0,
+    "max_prompt_tokens": 64, "generation_batch_size": 128, "num_verifiers": 1, "lr": 1e-4, "warmup_steps": 0,
     "kl_coef": 1e-3, "train_batch_size": 64, "micro_batch_size": 16, "zero_stage": 0, "num_learners": 1,
     "num_generators": 1, "num_cpus_per_actor": 0.5, "device": "auto",
 }

@@ -287,7 +287,7 @@ class TinyReasonerConfig:
     """Everything that determines a tiny reasoner build (its hash names the cache entry)."""
 
     seed: int = 0  # model init, SFT sampling and eval sampling
-    steps: int = 1500  # SFT optimizer steps in all
+    steps: int = 2000  # SFT optimizer steps in all (1,500: 87-90% accuracy; 2,000: 95%, measured)
     minimal_steps: int = 600  # of which the first ones are on minimal traces (see sft_train)
     batch_size: int = 32  # sequences per step
     lr: float = 3e-3  # peak AdamW learning rate

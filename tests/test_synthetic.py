@@ -124,6 +124,18 @@ def test_no_redundancy_style_gives_minimal_completion(test_task):
         assert verbose_completion(example, random.Random(0), style) == minimal_completion(example)
 
 
+def test_concise_share_of_verbose_traces(test_task):
+    examples = [example for example in test_task.examples if example.level >= 3][:100]
+    rng = random.Random(3)
+    always = VerboseStyle(concise_probability=1.0)
+    assert all(verbose_completion(example, rng, always) == minimal_completion(example) for example in examples)
+    default = VerboseStyle()
+    draws = [verbose_completion(example, rng, default) == minimal_completion(example)
+             for _ in range(10) for example in examples]
+    # concise share plus the chance that every coin says stop: 0.1 + 0.9 * (1/6)^levels, >= 3 steps
+    assert 0.06 < sum(draws) / len(draws) < 0.14
+
+
 def test_each_redundancy_kind_appears():
     example = SyntheticArithmetic(num_examples=6).examples[5]
     rng = random.Random(0)
@@ -137,6 +149,8 @@ def test_unknown_split_or_kind_raises_listing_valid():
         SyntheticArithmetic(split="validation")
     with pytest.raises(ValueError, match="restate"):
         VerboseStyle(kinds=("ponder",))
+    with pytest.raises(ValueError, match="concise_probability"):
+        VerboseStyle(concise_probability=1.5)
 
 
 def test_jsonl_round_trip_and_bad_gold(tmp_path, tokenizer):

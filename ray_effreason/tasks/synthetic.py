@@ -25,7 +25,8 @@ follows, in the prompt, the last `op b` of the trace (an induction-head copy; th
 repeat within a problem, and why the prompt spaces its operators, see `prompt_of`).
 
 Verbose traces. After each step line the writer decides, by a biased coin, whether to add one more
-redundant line, and keeps deciding until the coin says no or `max_per_boundary` is reached. A
+redundant line, and keeps deciding until the coin says no or `max_per_boundary` is reached; a
+`concise_probability` share of traces has no redundant line at all. A
 redundant line is one of the kinds reasoning models produce (paper §6 counts verification and
 backtracking): a check ("check: 3+8=1"), a restatement ("so far 3+8=1") or a wait detour that
 returns to the same value ("wait, is it 1? again 3+8=1"). The decision is the first token of the
@@ -64,13 +65,20 @@ PROMPT_PATTERN = re.compile(r"Compute \(([0-9+\- ]+)\) mod 10\.")
 class VerboseStyle:
     """How verbose reference traces are sampled (defaults give ~2.6x the minimal length in tokens)."""
 
-    # P(one more redundant line) at a step boundary. 0.75 = 3 kinds x 0.25 = P(stop): the first
-    # decision's stop probability is then the same at every sampling temperature (eval uses 0.6).
-    redundancy_probability: float = 0.75
+    # P(one more redundant line) at a step boundary, and P(a trace has no redundant line at all, like
+    # the direct answers reasoning models sometimes give). With 5/6 and 0.1, "stop" and each of the 3
+    # kinds are equally likely (1/4) at the first boundary, so the eval temperature 0.6 does not tilt
+    # that first choice. Concise traces keep SFT (which learns minimal traces first, see
+    # tiny_reasoner.sft_train) able to work without redundant lines; without them, RL that shortens
+    # traces cost the base's accuracy at levels 5-6 (measured: 0.82/0.58 -> 0.34/0.28 at alpha 0.2).
+    redundancy_probability: float = 5 / 6
     max_per_boundary: int = 2  # cap, so a level-6 verbose trace stays under ~200 tokens
     kinds: tuple[str, ...] = ("check", "restate", "wait")  # sampled uniformly
+    concise_probability: float = 0.1
 
     def __post_init__(self) -> None:
+        if not 0.0 <= self.concise_probability <= 1.0:
+            raise ValueError(f"concise_probability must be in [0, 1], got {self.concise_probability}")
         if not 0.0 <= self.redundancy_probability < 1.0:
             raise ValueError(f"redundancy_probability must be in [0, 1), got {self.redundancy_probability}")
         if self.max_per_boundary < 0:
@@ -171,9 +179,10 @@ def verbose_completion(example: Example, rng: random.Random, style: VerboseStyle
     '<think>\\n3+8=1\\n</think>\\n\\n\\\\boxed{1}'
     """
     lines: list[str] = []
+    concise = style.concise_probability > 0 and rng.random() < style.concise_probability
     for step in trace_steps(expression_of(example)):
         lines.append(_step_line(step))
-        for _ in range(style.max_per_boundary):
+        for _ in range(0 if concise else style.max_per_boundary):
             if rng.random() >= style.redundancy_probability:
                 break
             lines.append(REDUNDANT_LINES[rng.choice(style.kinds)](step))
