@@ -7,6 +7,11 @@
 The token lives in `.ray/auth_token` in the repo (git-ignored); every command here exports
 RAY_AUTH_MODE=token and RAY_AUTH_TOKEN_PATH so `ray job submit` and the jobs authenticate. To use the
 `ray` CLI yourself: `export RAY_AUTH_MODE=token RAY_AUTH_TOKEN_PATH=$PWD/.ray/auth_token`.
+
+What is bound where (checked with `ss -ltnp`, Ray 2.60): the dashboard and job API listen on
+127.0.0.1 only. Ray still advertises the machine's own address as the node IP, and its GCS port
+(6379) listens on all interfaces, whatever `--node-ip-address` says (ray-project/ray#26293); token
+authentication is what guards it, so keep the token file private or firewall the port.
 """
 
 from __future__ import annotations
