@@ -1,6 +1,6 @@
 """A real learning test: the whole RL system (Ray actors, DeepSpeed, gloo sync) improves a tiny model.
 
-24 level-1 synthetic problems ("Compute (a+b) mod 10."), a tiny Qwen2 model given a short SFT on verbose
+24 level-1 synthetic problems ("Compute (a + b) mod 10."), a tiny Qwen2 model given a short SFT on verbose
 traces (so it answers some of them and rambles), then length-penalized RL through `driver.train` on the
 same 24 prompts (a toy: RL can raise accuracy by learning these answers within a few dozen steps):
 the reward must rise clearly and, with alpha > 0, correct answers must lose at least half of their

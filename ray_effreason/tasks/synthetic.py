@@ -63,7 +63,7 @@ PROMPT_PATTERN = re.compile(r"Compute \(([0-9+\- ]+)\) mod 10\.")
 
 @dataclass(frozen=True)
 class VerboseStyle:
-    """How verbose reference traces are sampled (defaults give ~2.6x the minimal length in tokens)."""
+    """How verbose reference traces are sampled (defaults give ~2.7x the minimal length in tokens)."""
 
     # P(one more redundant line) at a step boundary, and P(a trace has no redundant line at all, like
     # the direct answers reasoning models sometimes give). With 5/6 and 0.1, "stop" and each of the 3
