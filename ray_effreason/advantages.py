@@ -1,14 +1,14 @@
-"""Advantages from (B, G) rewards: RLOO (the paper's choice), GRPO, and OpenRLHF-style batch whitening.
+"""Advantages from (B, G) rewards: RLOO (the paper's choice) and GRPO, pure numpy.
 
-Inputs may be numpy arrays or torch tensors; the result is the same kind (and for torch the same
-device). Everything is written with operations both libraries share, so torch is never imported here.
-Integer/bool rewards are promoted to float (numpy float64, torch float32); float inputs keep their dtype.
+`rewards` is a (B, G) numpy array (B prompts, G samples each); integer/bool rewards are promoted to
+float64, float inputs keep their dtype. OpenRLHF's batch whitening (PAPER.md §1.4) spans micro-batches
+and ranks, so it lives with the learner's batching (batching.py), not here.
 """
 
 import numpy as np
 
 
-def rloo_advantages(rewards):
+def rloo_advantages(rewards: np.ndarray) -> np.ndarray:
     """REINFORCE leave-one-out: A_i = r_i - (sum_j r_j - r_i) / (G - 1), per prompt (row).
 
     The paper's estimator (PAPER §1.4, OpenRLHF `--advantage_estimator rloo`). No std scaling, so
@@ -25,7 +25,7 @@ def rloo_advantages(rewards):
     return rewards - (total - rewards) / (group_size - 1)
 
 
-def grpo_advantages(rewards, scale="group", eps=1e-6):
+def grpo_advantages(rewards: np.ndarray, scale: str = "group", eps: float = 1e-6) -> np.ndarray:
     """GRPO: r - group mean, divided by the group std when scale == "group" (not when "none").
 
     The std is the unbiased one (ddof 1), as in TRL, verl and OpenRLHF's group_norm; `eps` guards a
@@ -54,76 +54,27 @@ def grpo_advantages(rewards, scale="group", eps=1e-6):
     return centered / (std + eps)
 
 
-def whiten(values, mask=None, eps=1e-8):
-    """Whiten over the whole batch: (v - mean) / sqrt(var), mean/var over all (valid) entries.
-
-    OpenRLHF (and so the paper's fork) applies this to per-token advantages of the rollout batch,
-    unconditionally (PAPER §1.4 caveat). With a mask the statistics are token-weighted: every valid
-    token counts once, so long samples dominate. It is not per prompt, so alpha still matters across
-    prompts, but the overall advantage scale is fixed per batch. Off by default in our learner.
-    Masked-out entries come back as 0 (OpenRLHF leaves them at -mean/std; the loss ignores them either
-    way). Across several learner ranks the sums below must be all-reduced first; this is one rank's view.
-
-    >>> whiten(np.array([[1.0, 3.0, 99.0]]), mask=np.array([[True, True, False]]))
-    array([[-1.,  1.,  0.]])
-    """
-    values = _float(values)
-    if mask is None:
-        centered = values - values.mean()
-        var = (centered**2).mean()
-        return centered / (var + eps) ** 0.5
-    if tuple(mask.shape) != tuple(values.shape):
-        raise ValueError(f"mask shape {tuple(mask.shape)} must equal values shape {tuple(values.shape)}")
-    valid = mask != 0
-    count = (valid * 1.0).sum()  # bool -> float in either library
-    if count == 0:
-        raise ValueError("whiten needs at least one valid entry in mask")
-    mean = _where(valid, values, 0.0).sum() / count
-    centered = _where(valid, values - mean, 0.0)  # padding (even inf/NaN) never enters the statistics
-    var = (centered**2).sum() / count
-    return centered / (var + eps) ** 0.5
+ADVANTAGE_ESTIMATORS = {
+    "rloo": rloo_advantages,
+    "grpo": lambda rewards: grpo_advantages(rewards, scale="group"),
+    "grpo_noscale": lambda rewards: grpo_advantages(rewards, scale="none"),
+}
 
 
-def compute_advantages(name, rewards, **kwargs):
-    """Advantages by estimator name: "rloo" (the paper), "grpo" (std-scaled), "grpo_noscale".
+def compute_advantages(name: str, rewards: np.ndarray) -> np.ndarray:
+    """Advantages by estimator name (`ADVANTAGE_ESTIMATORS`): "rloo" (the paper), "grpo", "grpo_noscale".
 
     >>> compute_advantages("rloo", np.array([[1.0, 0.0]]))
     array([[ 1., -1.]])
     """
-    estimators = {
-        "rloo": rloo_advantages,
-        "grpo": lambda r, **kw: grpo_advantages(r, scale="group", **kw),
-        "grpo_noscale": lambda r, **kw: grpo_advantages(r, scale="none", **kw),
-    }
-    if name not in estimators:
-        raise ValueError(f"unknown advantage estimator {name!r}; valid: {sorted(estimators)}")
-    return estimators[name](rewards, **kwargs)
+    if name not in ADVANTAGE_ESTIMATORS:
+        raise ValueError(f"unknown advantage estimator {name!r}; valid: {sorted(ADVANTAGE_ESTIMATORS)}")
+    return ADVANTAGE_ESTIMATORS[name](rewards)
 
 
-# ---------------------------------------------------------------------------------------------------
-# numpy / torch plumbing (shared operations only: +, -, *, /, **, .sum(dim), .mean(dim), indexing)
-
-
-def _is_torch(value):
-    return type(value).__module__.split(".")[0] == "torch"
-
-
-def _float(values):
-    if _is_torch(values):
-        return values if values.is_floating_point() else values.float()
+def _float_rows(values: np.ndarray, name: str) -> np.ndarray:
     values = np.asarray(values)
-    return values if np.issubdtype(values.dtype, np.floating) else values.astype(np.float64)
-
-
-def _float_rows(values, name):
-    values = _float(values)
+    values = values if np.issubdtype(values.dtype, np.floating) else values.astype(np.float64)
     if values.ndim != 2:
         raise ValueError(f"{name} must be 2-D (B prompts, G samples), got shape {tuple(values.shape)}")
     return values
-
-
-def _where(condition, a, b):
-    # torch.Tensor.where(cond, other) and np.where share no spelling; pick by kind.
-    if _is_torch(a):
-        return a.where(condition, b)
-    return np.where(condition, a, b)

@@ -1,68 +1,124 @@
-"""Configuration: frozen dataclasses, one per concern; every field carries its help text.
+"""Configuration: one frozen dataclass per concern; each knob is declared once, with its default, help and check.
+
+    ModelConfig     which model and tokenizer, on which device
+    RolloutConfig   sampling and the generation workers (SamplingConfig, what a worker needs, is derived)
+    RewardConfig    the length-penalized reward and the verifier pool
+    LossConfig      advantage estimator, PPO-clip, aggregation, KL
+    LearnerConfig   the DeepSpeed learner group and its optimizer
+    TrainConfig, EvalConfig (here) and SweepConfig (sweep.py) compose them; nothing is re-declared.
 
 Defaults follow the paper (PAPER.md §2): G = 8 samples per prompt, 32 prompts per rollout step, two
 optimizer steps of 128 samples per rollout, lr 5e-6 (1.5B), temperature 1.0, 32,000 new tokens, KL 1e-3
-(k1, in the reward), clip 0.2, 3,200 prompts. CLI flags derive from the fields (`add_arguments`,
-`from_arguments`): a value given on the command line is the value used, and `to_dict` logs it.
+(k1, in the reward), clip 0.2, 3,200 prompts. Valid choices are read from the module that implements them
+(`losses.AGGREGATIONS`, `advantages.ADVANTAGE_ESTIMATORS`, `devices.DEVICES`, `GENERATOR_BACKENDS`, `tasks.TASKS`).
+
+Command lines derive from the dataclasses (`cli.py`): one flag per leaf field, nested dataclasses flattened.
+A composing class may hide leaves it sets itself (`nested(..., hide=...)`) or prefix them (`prefix="eval_"`);
+`from_flat` builds a config from flat names and rejects an unknown name, listing the valid ones.
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
+import difflib
 import typing
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable, Iterable, Mapping
+
+from ray_effreason.advantages import ADVANTAGE_ESTIMATORS
+from ray_effreason.devices import DEVICES
+from ray_effreason.losses import AGGREGATIONS, KL_ESTIMATORS
+
+# The generator backends' names; the classes are in actors/generator.py (which imports torch and vLLM).
+# "auto": vLLM where it is installed, else transformers (actors/launch.generator_backend).
+GENERATOR_BACKENDS = ("auto", "vllm", "transformers")
 
 
-def option(default: Any, help: str, **kwargs: Any) -> Any:
+def option(default: Any, help: str, **metadata: Any) -> Any:
     """A dataclass field with help text (shown by --help)."""
-    return field(default=default, metadata={"help": help, **kwargs})
+    return field(default=default, metadata={"help": help, **metadata})
 
 
-def _check_choice(name: str, value: Any, valid: tuple) -> None:
+def nested(factory: Callable[[], Any], *, prefix: str = "", hide: Iterable[str] = ()) -> Any:
+    """A nested config field. `hide`: leaf names the composing class sets itself (not flags, not preset keys);
+    `prefix`: prepended to the nested leaves' flat names (a sweep's `eval_limit` is its EvalConfig's `limit`)."""
+    return field(default_factory=factory, metadata={"prefix": prefix, "hide": frozenset(hide)})
+
+
+def check_choice(name: str, value: Any, valid: Iterable[Any]) -> None:
+    valid = list(valid)
     if value not in valid:
-        raise ValueError(f"{name}={value!r} is not valid; choose one of {list(valid)}")
+        raise ValueError(f"{name}={value!r} is not valid; choose one of {valid}")
 
 
-def _check_positive(config: Any, *names: str) -> None:
+def check_positive(config: Any, *names: str) -> None:
     for name in names:
-        if getattr(config, name) <= 0:
-            raise ValueError(f"{name} must be > 0, got {getattr(config, name)!r}")
+        value = getattr(config, name)
+        if value is not None and value <= 0:
+            raise ValueError(f"{name} must be > 0, got {value!r}")
+
+
+def split_list(value: str | Iterable[Any]) -> tuple[Any, ...]:
+    """'a, b' -> ('a', 'b'); a sequence stays as it is (stripped of empty strings)."""
+    items = value.split(",") if isinstance(value, str) else value
+    return tuple(item.strip() if isinstance(item, str) else item for item in items
+                 if not (isinstance(item, str) and not item.strip()))
+
+
+# ---------------------------------------------------------------- the five concerns
 
 
 @dataclass(frozen=True)
 class ModelConfig:
     model: str = option("deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B", "policy model: local path or Hugging Face id")
-    tokenizer: str | None = option(None, "tokenizer path or id (default: the model's)")
-    device: str = option("auto", "auto | cpu | cuda: picks vLLM+NCCL+bf16 on cuda, transformers+gloo+fp32 on cpu")
+    tokenizer: str | None = option(None, "tokenizer path or id (default: the model's; the paper evaluates with "
+                                         "the base model's)")
+    device: str = option("auto", "auto | " + " | ".join(DEVICES) + ": auto is cuda when the Ray cluster has GPUs")
 
     def __post_init__(self) -> None:
-        _check_choice("device", self.device, ("auto", "cpu", "cuda"))
+        check_choice("device", self.device, ("auto", *DEVICES))
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    """What a generation worker needs per call; derived from RolloutConfig (`RolloutConfig.sampling()`)."""
+
+    temperature: float
+    top_p: float
+    max_new_tokens: int
+    max_prompt_tokens: int
 
 
 @dataclass(frozen=True)
 class RolloutConfig:
     samples_per_prompt: int = option(8, "G: samples per prompt (the paper: 8)")
     prompts_per_step: int = option(32, "B: prompts per rollout step (the paper: 32)")
-    temperature: float = option(1.0, "sampling temperature for rollouts (the paper: 1.0)")
-    top_p: float = option(1.0, "nucleus sampling for rollouts (the paper: 1.0)")
+    temperature: float = option(1.0, "sampling temperature (the paper: 1.0 in training, 0.6 in evaluation)")
+    top_p: float = option(1.0, "nucleus sampling (the paper: 1.0)")
     max_new_tokens: int = option(32000, "generation budget in tokens; samples that hit it are truncated (reward 0)")
     max_prompt_tokens: int = option(512, "prompts longer than this many tokens are an error, never silently cut")
     num_generators: int = option(1, "generation worker actors (each a vLLM engine on GPU)")
-    generator_backend: str = option("auto", "auto | vllm | transformers (auto: vllm on cuda, transformers on cpu)")
+    generator_backend: str = option("auto", " | ".join(GENERATOR_BACKENDS)
+                                    + " (auto: vllm where it is installed, else transformers)")
     tensor_parallel_size: int = option(1, "vLLM tensor parallel GPUs per generation worker")
     gpu_memory_utilization: float = option(0.85, "vLLM gpu_memory_utilization")
     generation_batch_size: int = option(64, "transformers backend: sequences per generate() call")
 
     def __post_init__(self) -> None:
-        _check_positive(self, "samples_per_prompt", "prompts_per_step", "max_new_tokens", "num_generators",
-                        "tensor_parallel_size", "generation_batch_size", "max_prompt_tokens")
+        check_positive(self, "samples_per_prompt", "prompts_per_step", "max_new_tokens", "num_generators",
+                       "tensor_parallel_size", "generation_batch_size", "max_prompt_tokens")
         if self.samples_per_prompt < 2:
             raise ValueError("samples_per_prompt must be >= 2: RLOO needs a leave-one-out baseline")
-        _check_choice("generator_backend", self.generator_backend, ("auto", "vllm", "transformers"))
-        if self.temperature <= 0:
-            raise ValueError(f"temperature must be > 0 for RL rollouts, got {self.temperature}")
+        check_choice("generator_backend", self.generator_backend, GENERATOR_BACKENDS)
+        if not self.temperature > 0:
+            raise ValueError(f"temperature must be > 0 (sampling), got {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+
+    def sampling(self, max_new_tokens: int | None = None) -> SamplingConfig:
+        """The per-call sampling settings (`max_new_tokens` overrides the budget, e.g. for a forced answer)."""
+        return SamplingConfig(self.temperature, self.top_p, max_new_tokens or self.max_new_tokens,
+                              self.max_prompt_tokens)
 
 
 @dataclass(frozen=True)
@@ -74,13 +130,13 @@ class RewardConfig:
     def __post_init__(self) -> None:
         if not 0.0 <= self.alpha < 1.0:
             raise ValueError(f"alpha must be in [0, 1), got {self.alpha} (alpha >= 1 lets a correct answer score 0)")
-        _check_positive(self, "num_verifiers", "grade_timeout_s")
+        check_positive(self, "num_verifiers", "grade_timeout_s")
 
 
 @dataclass(frozen=True)
 class LossConfig:
-    advantage: str = option("rloo", "rloo | grpo | grpo_noscale (the paper: rloo)")
-    aggregation: str = option("seq-mean-token-mean", "seq-mean-token-mean (paper) | token-mean | seq-mean-token-sum-norm")
+    advantage: str = option("rloo", " | ".join(ADVANTAGE_ESTIMATORS) + " (the paper: rloo)")
+    aggregation: str = option("seq-mean-token-mean", " | ".join(AGGREGATIONS) + " (the paper: seq-mean-token-mean)")
     clip_low: float = option(0.2, "PPO clip epsilon (the paper: 0.2)")
     clip_high: float | None = option(None, "upper clip epsilon for clip-higher (default: = clip_low)")
     kl_coef: float = option(1e-3, "KL-to-reference coefficient (the paper: 1e-3)")
@@ -88,10 +144,14 @@ class LossConfig:
     whiten_advantages: bool = option(False, "whiten advantages over the batch as OpenRLHF does (paper code; off)")
 
     def __post_init__(self) -> None:
-        _check_choice("advantage", self.advantage, ("rloo", "grpo", "grpo_noscale"))
-        _check_choice("aggregation", self.aggregation,
-                      ("seq-mean-token-mean", "token-mean", "seq-mean-token-sum-norm"))
-        _check_choice("kl_estimator", self.kl_estimator, ("k1", "k3"))
+        check_choice("advantage", self.advantage, ADVANTAGE_ESTIMATORS)
+        check_choice("aggregation", self.aggregation, AGGREGATIONS)
+        check_choice("kl_estimator", self.kl_estimator, [name for name in KL_ESTIMATORS if name in ("k1", "k3")])
+        if not 0.0 < self.clip_low < 1.0:
+            raise ValueError(f"clip_low must be in (0, 1), got {self.clip_low}")
+        check_positive(self, "clip_high")
+        if self.kl_coef < 0:
+            raise ValueError(f"kl_coef must be >= 0, got {self.kl_coef}")
 
 
 @dataclass(frozen=True)
@@ -109,13 +169,24 @@ class LearnerConfig:
     num_cpus_per_actor: float = option(1.0, "CPUs Ray reserves per learner/generator actor (fractions allowed on CPU)")
 
     def __post_init__(self) -> None:
-        _check_choice("zero_stage", self.zero_stage, (0, 1, 2, 3))
-        _check_positive(self, "num_learners", "lr", "train_batch_size", "micro_batch_size", "num_cpus_per_actor")
+        check_choice("zero_stage", self.zero_stage, (0, 1, 2, 3))
+        check_positive(self, "num_learners", "lr", "train_batch_size", "micro_batch_size", "num_cpus_per_actor")
+        if self.warmup_steps < 0:
+            raise ValueError(f"warmup_steps must be >= 0, got {self.warmup_steps}")
+
+
+# ---------------------------------------------------------------- what the jobs run
+
+
+def _check_task(name: str, value: str) -> None:
+    from ray_effreason.tasks import TASKS  # tasks import the verifiers; config stays importable without them
+
+    check_choice(name, value, TASKS)
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    task: str = option("numina_math", "training task name (see ray_effreason.tasks.load_task)")
+    task: str = option("numina_math", "training task (ray_effreason.tasks.TASKS)")
     task_path: str | None = option(None, "local JSONL for the task (default: the Hugging Face dataset)")
     output_dir: str = option("runs/train", "where metrics, rollouts and checkpoints go")
     max_prompts: int = option(3200, "training prompts used (the paper: the first 3,200)")
@@ -126,14 +197,15 @@ class TrainConfig:
     seed: int = option(42, "seed for data order, sampling and initialization (the paper: 42)")
     resume: bool = option(False, "continue from the last checkpoint in output_dir")
     run_name: str | None = option(None, "name shown in logs and metrics (default: alpha-<alpha>)")
-    model: ModelConfig = field(default_factory=ModelConfig)
-    rollout: RolloutConfig = field(default_factory=RolloutConfig)
-    reward: RewardConfig = field(default_factory=RewardConfig)
-    loss: LossConfig = field(default_factory=LossConfig)
-    learner: LearnerConfig = field(default_factory=LearnerConfig)
+    model: ModelConfig = nested(ModelConfig)
+    rollout: RolloutConfig = nested(RolloutConfig)
+    reward: RewardConfig = nested(RewardConfig)
+    loss: LossConfig = nested(LossConfig)
+    learner: LearnerConfig = nested(LearnerConfig)
 
     def __post_init__(self) -> None:
-        _check_positive(self, "max_prompts", "save_every", "keep_checkpoints")
+        _check_task("task", self.task)
+        check_positive(self, "max_prompts", "save_every", "keep_checkpoints", "steps")
         samples = self.rollout.prompts_per_step * self.rollout.samples_per_prompt
         per_step = self.learner.train_batch_size
         if samples % per_step:
@@ -153,91 +225,185 @@ class TrainConfig:
         return self.run_name or f"alpha-{self.reward.alpha:g}"
 
 
-# ---------------------------------------------------------------- CLI derived from the dataclasses
+def _eval_rollout() -> RolloutConfig:
+    # PAPER.md §4: temperature 0.6, top_p 1.0, 32,768 new tokens; benchmark prompts are longer than training's.
+    return RolloutConfig(temperature=0.6, max_new_tokens=32768, max_prompt_tokens=1024)
 
 
-def _flag(name: str) -> str:
-    return "--" + name.replace("_", "-")
+@dataclass(frozen=True)
+class EvalConfig:
+    models: tuple[str, ...] = option((), "models to evaluate, comma-separated: local paths or Hugging Face ids")
+    names: tuple[str, ...] = option((), "the models' names in the records, comma-separated, one per model; none: "
+                                        "a path's last component (more if two clash) or the hub id")
+    tasks: tuple[str, ...] = option(("gsm8k", "math500", "aime2024"), "tasks, comma-separated (the paper's three)")
+    task_path: str | None = option(None, "a local JSONL file (or directory) for the one task in --tasks")
+    data_dir: str | None = option(None, "directory with one folder per task, as shared/data; none: the hub")
+    output_dir: str = option("runs/eval", "where records.parquet, summary.json, summary.md and plots go")
+    samples: str | int | dict[str, int] | None = option(
+        None, "samples per problem: an int for every task, or task=n pairs like gsm8k=1,math500=3 overriding "
+              "each task's own default (Task.eval_samples; the paper's for gsm8k, math500, aime2024)")
+    limit: int | None = option(None, "evaluate only the first N problems of each task")
+    force_answer: bool = option(False, "generation-cutoff baseline: continue truncated samples with "
+                                       "'</think> Final answer: \\boxed{' and grade that")
+    forced_answer_tokens: int = option(32, "token budget of a forced answer's continuation")
+    base_model: str | None = option(None, "model the relative metrics are computed against; none: the first")
+    batch_size: int = option(100, "problems per generate call: records are appended after each")
+    seed: int = option(0, "seed of every sample's seed (the paper sets none)")
+    model: ModelConfig = nested(ModelConfig, hide=("model",))
+    rollout: RolloutConfig = nested(_eval_rollout, hide=("samples_per_prompt", "prompts_per_step"))
+    reward: RewardConfig = nested(RewardConfig, hide=("alpha",))
+
+    def __post_init__(self) -> None:
+        from ray_effreason.tasks import parse_samples
+
+        # Comma-separated strings come from the command line; the normalized value is what is logged.
+        for name in ("models", "names", "tasks"):
+            object.__setattr__(self, name, split_list(getattr(self, name)))
+        if self.names and (len(self.names) != len(self.models) or len(set(self.names)) != len(self.names)):
+            raise ValueError(f"names: give one distinct name per model; got {list(self.names)} for "
+                             f"{len(self.models)} models")
+        for task in self.tasks:
+            _check_task("tasks", task)
+        if len(set(self.tasks)) != len(self.tasks):
+            raise ValueError(f"tasks: a task is listed twice: {list(self.tasks)}")
+        if self.task_path is not None and len(self.tasks) != 1:
+            raise ValueError(f"task_path needs exactly one task in tasks, got {list(self.tasks)}")
+        object.__setattr__(self, "samples", parse_samples(self.samples, self.tasks))
+        check_positive(self, "forced_answer_tokens", "batch_size", "limit")
 
 
-def _leaf_type(annotation: Any) -> type:
-    """str | None -> str; float | None -> float."""
-    args = [arg for arg in typing.get_args(annotation) if arg is not type(None)]
-    return args[0] if args else annotation
+def _sweep_eval() -> EvalConfig:
+    return EvalConfig(tasks=())  # none given: the training task's own `eval_tasks`
 
 
-def add_arguments(parser: argparse.ArgumentParser, cls: type, defaults: dict[str, Any] | None = None) -> None:
-    """Add one flag per leaf field of `cls` (nested dataclasses flattened; leaf names are unique)."""
+@dataclass(frozen=True)
+class SweepConfig:
+    """A family from one base model: `train` applies to every alpha; `eval` (flags --eval-*) to the family."""
+
+    alphas: tuple[float, ...] = option((0.0, 0.1, 0.2, 0.4), "the family, comma-separated; 0 is the RL control")
+    output_dir: str = option("runs/sweep", "where the runs (DIR/alpha-A), records and reports go")
+    base_cache: str | None = option(None, "tiny reasoner cache (only with --model tiny); none: "
+                                          "runs/tiny_reasoner in the repository")
+    # The sweep sets each run's output dir, name, resume flag and alpha itself.
+    train: TrainConfig = nested(TrainConfig, hide=("output_dir", "run_name", "resume", "alpha"))
+    # The evaluation runs on the training run's actors settings (generators, verifiers, device, tokenizer).
+    eval: EvalConfig = nested(_sweep_eval, prefix="eval_", hide=(
+        "models", "names", "output_dir", "base_model", "tokenizer", "device", "num_generators", "generator_backend",
+        "tensor_parallel_size", "gpu_memory_utilization", "generation_batch_size", "num_verifiers",
+        "grade_timeout_s"))
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "alphas", tuple(float(alpha) for alpha in split_list(self.alphas)))
+        if not self.alphas or any(not 0.0 <= alpha < 1.0 for alpha in self.alphas):
+            raise ValueError(f"alphas must be in [0, 1), got {list(self.alphas)}")
+        if len(set(self.alphas)) != len(self.alphas):
+            raise ValueError(f"alphas: an alpha is listed twice: {list(self.alphas)}")
+
+
+# ---------------------------------------------------------------- flat names <-> nested configs
+
+
+def leaves(cls: type) -> dict[str, tuple[str, ...]]:
+    """Flat name -> attribute path of every exposed leaf of `cls` (hidden leaves left out; names are unique).
+
+    >>> leaves(ModelConfig)
+    {'model': ('model',), 'tokenizer': ('tokenizer',), 'device': ('device',)}
+    >>> leaves(EvalConfig)["temperature"], "samples_per_prompt" in leaves(EvalConfig)
+    (('rollout', 'temperature'), False)
+    """
+    result: dict[str, tuple[str, ...]] = {}
     hints = typing.get_type_hints(cls)
     for item in dataclasses.fields(cls):
         kind = hints[item.name]
         if dataclasses.is_dataclass(kind):
-            group = parser.add_argument_group(item.name)
-            add_arguments(group, kind, defaults)
-            continue
-        default = (defaults or {}).get(item.name, item.default)
-        leaf = _leaf_type(kind)
-        help_text = f"{item.metadata.get('help', '')} (default: {default})"
-        if leaf is bool:
-            parser.add_argument(_flag(item.name), action=argparse.BooleanOptionalAction, default=default, help=help_text)
+            hidden, prefix = item.metadata.get("hide", frozenset()), item.metadata.get("prefix", "")
+            inner = {prefix + name: (item.name, *path) for name, path in leaves(kind).items() if name not in hidden}
         else:
-            parser.add_argument(_flag(item.name), type=leaf, default=default, help=help_text)
+            inner = {item.name: (item.name,)}
+        for name, path in inner.items():
+            if name in result:
+                raise TypeError(f"{cls.__name__}: flat name {name!r} is declared twice ({result[name]} and {path})")
+            result[name] = path
+    return result
 
 
-def from_arguments(cls: type, arguments: argparse.Namespace | dict[str, Any]) -> Any:
-    """Build `cls` (and its nested dataclasses) from parsed flags."""
-    values = vars(arguments) if isinstance(arguments, argparse.Namespace) else arguments
-    hints = typing.get_type_hints(cls)
-    kwargs = {}
-    for item in dataclasses.fields(cls):
-        kind = hints[item.name]
-        if dataclasses.is_dataclass(kind):
-            kwargs[item.name] = from_arguments(kind, values)
-        elif item.name in values:
-            kwargs[item.name] = values[item.name]
-    return cls(**kwargs)
+def leaf_field(cls: type, path: tuple[str, ...]) -> tuple[dataclasses.Field, Any]:
+    """The dataclass field at `path` of `cls` and its type annotation."""
+    for index, name in enumerate(path):
+        hints = typing.get_type_hints(cls)
+        item = next(item for item in dataclasses.fields(cls) if item.name == name)
+        if index == len(path) - 1:
+            return item, hints[name]
+        cls = hints[name]
+    raise ValueError("empty path")
+
+
+def unknown_names_error(unknown: Iterable[str], valid: Iterable[str], where: str) -> ValueError:
+    """'unknown name kl_coeff in <where> (did you mean kl_coef?); valid names: ...'."""
+    valid = sorted(valid)
+    parts = []
+    for name in unknown:
+        close = difflib.get_close_matches(name, valid, n=1)
+        parts.append(f"{name!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+    return ValueError(f"unknown name(s) {', '.join(parts)} in {where}; valid names: {', '.join(valid)}")
+
+
+def from_flat(cls: type, values: Mapping[str, Any], *, base: Any = None, where: str = "the configuration") -> Any:
+    """Build `cls` from flat names (over `base`, default `cls()`); an unknown or hidden name is an error.
+
+    >>> from_flat(TrainConfig, {"kl_coef": 0.5}).loss.kl_coef
+    0.5
+    >>> from_flat(TrainConfig, {"kl_coeff": 0.5})
+    Traceback (most recent call last):
+    ...
+    ValueError: unknown name(s) 'kl_coeff' (did you mean 'kl_coef'?) in the configuration; valid names: ...
+    """
+    paths = leaves(cls)
+    unknown = [name for name in values if name not in paths]
+    if unknown:
+        raise unknown_names_error(unknown, paths, where)
+    tree: dict[str, Any] = {}
+    for name, value in values.items():
+        node = tree
+        *parents, last = paths[name]
+        for parent in parents:
+            node = node.setdefault(parent, {})
+        node[last] = value
+    return _rebuild(base if base is not None else cls(), tree)
+
+
+def _rebuild(config: Any, tree: dict[str, Any]) -> Any:
+    changes = {name: _rebuild(getattr(config, name), value) if isinstance(value, dict)
+               and dataclasses.is_dataclass(getattr(config, name)) else value for name, value in tree.items()}
+    return dataclasses.replace(config, **changes)
+
+
+def flat_fields(config: Any) -> dict[str, Any]:
+    """Flat name -> value of every exposed leaf (what `from_flat` takes back)."""
+    result = {}
+    for name, path in leaves(type(config)).items():
+        value = config
+        for part in path:
+            value = getattr(value, part)
+        result[name] = value
+    return result
 
 
 def to_dict(config: Any) -> dict[str, Any]:
     return dataclasses.asdict(config)
 
 
-def from_dict(cls: type, data: dict[str, Any]) -> Any:
-    """Inverse of to_dict (for resume): nested dicts become nested dataclasses."""
+def from_dict(cls: type, data: Mapping[str, Any], where: str = "the saved configuration") -> Any:
+    """Inverse of to_dict (for resume): nested dicts become nested dataclasses; an unknown key is an error."""
     hints = typing.get_type_hints(cls)
+    names = {item.name for item in dataclasses.fields(cls)}
+    unknown = [key for key in data if key not in names]
+    if unknown:
+        raise unknown_names_error(unknown, names, where)
     kwargs = {}
-    for item in dataclasses.fields(cls):
-        if item.name not in data:
-            continue
-        kind = hints[item.name]
-        kwargs[item.name] = from_dict(kind, data[item.name]) if dataclasses.is_dataclass(kind) else data[item.name]
+    for key, value in data.items():
+        kind = hints[key]
+        kwargs[key] = from_dict(kind, value, where) if dataclasses.is_dataclass(kind) else value
+        if isinstance(kwargs[key], list):
+            kwargs[key] = tuple(kwargs[key])
     return cls(**kwargs)
-
-
-def resolve_device(requested: str) -> str:
-    """'auto' -> 'cuda' when a GPU is visible, else 'cpu'. Same code path, backend chosen by device."""
-    if requested != "auto":
-        return requested
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
-def flat_fields(config: Any) -> dict[str, Any]:
-    """Leaf field name -> value, nested dataclasses flattened (the CLI's namespace)."""
-    values: dict[str, Any] = {}
-    for item in dataclasses.fields(config):
-        value = getattr(config, item.name)
-        values.update(flat_fields(value) if dataclasses.is_dataclass(value) else {item.name: value})
-    return values
-
-
-def to_arguments(config: Any) -> list[str]:
-    """The command-line flags that rebuild `config` (for launching a child job with exactly these values)."""
-    arguments: list[str] = []
-    for name, value in flat_fields(config).items():
-        if isinstance(value, bool):
-            arguments.append(_flag(name) if value else "--no-" + name.replace("_", "-"))
-        elif value is not None:
-            arguments += [_flag(name), str(value)]
-    return arguments

@@ -32,18 +32,15 @@ from typing import Any
 import numpy as np
 import ray
 
-from ray_effreason.actors.generator import SampleRequest, SamplingConfig
+from ray_effreason.actors.generator import SampleRequest
 from ray_effreason.actors.launch import cluster_device, init_weight_sync, start_actors, sync_weights
 from ray_effreason.advantages import compute_advantages
 from ray_effreason.config import TrainConfig, from_dict, to_dict
+from ray_effreason.evaluation import sample_metrics
 from ray_effreason.rewards import length_penalized_rewards
 from ray_effreason.run_log import RunLog
+from ray_effreason.seeding import sample_seed
 from ray_effreason.tasks import load_task
-
-
-def sample_seed(seed: int, step: int, prompt_index: int, sample_index: int) -> int:
-    """One independent, reproducible sampling seed per sample (any worker, any batch)."""
-    return int(np.random.SeedSequence([seed, step, prompt_index, sample_index]).generate_state(1)[0])
 
 
 def prompt_indices(num_prompts: int, batch: int, step: int, seed: int) -> list[int]:
@@ -93,8 +90,7 @@ def train(config: TrainConfig) -> Path:
     if resumed_from is not None:
         actors.learners.load_checkpoint(str(resumed_from))
     specs = init_weight_sync(actors, config.rollout)
-    sampling = SamplingConfig(config.rollout.temperature, config.rollout.top_p, config.rollout.max_new_tokens,
-                              config.rollout.max_prompt_tokens)
+    sampling = config.rollout.sampling()
     B, G = config.rollout.prompts_per_step, config.rollout.samples_per_prompt
     optimizer_steps = B * G // config.learner.train_batch_size
     log.info(f"run {config.name}: device={device}, {len(examples)} prompts, steps {start_step}->{config.num_steps}"
@@ -113,7 +109,7 @@ def train(config: TrainConfig) -> Path:
 
         # ------------------------------------------------------------------ 1. prompts
         batch = [examples[index] for index in prompt_indices(len(examples), B, step, config.seed)]
-        requests = [SampleRequest(p * G + g, p, g, batch[p].prompt, sample_seed(config.seed, step, p, g))
+        requests = [SampleRequest(p * G + g, p, g, batch[p].prompt, sample_seed(config.seed, "train", step, p, g))
                     for p in range(B) for g in range(G)]
         # ------------------------------------------------------------------ 2. generate
         completions = sorted(actors.generators.generate(requests, sampling), key=lambda c: c.request_id)
@@ -137,7 +133,7 @@ def train(config: TrainConfig) -> Path:
         sync_weights(actors, specs)
         lap("sync")
         # ------------------------------------------------------------------ 8. log
-        metrics = step_metrics(step + 1, config.reward.alpha, correct, num_tokens, rewards, grades, completions)
+        metrics = step_metrics(step + 1, config.reward.alpha, correct, num_tokens, rewards, grades, batch)
         metrics.update(learner_metrics)
         metrics.update(timings)
         metrics["tokens_per_second"] = float(num_tokens.sum()) / max(timings["time/generate"], 1e-9)
@@ -156,20 +152,23 @@ def train(config: TrainConfig) -> Path:
 
 
 def step_metrics(step: int, alpha: float, correct: np.ndarray, num_tokens: np.ndarray, rewards: np.ndarray,
-                 grades: list[Any], completions: list[Any]) -> dict[str, float]:
-    truncated = np.array([grade.truncated for grade in grades])
-    return {
-        "step": step,
-        "alpha": alpha,
-        "reward": float(rewards.mean()),
-        "accuracy": float(correct.mean()),
-        "mean_tokens": float(num_tokens.mean()),
-        "max_tokens": float(num_tokens.max()),
-        "mean_tokens_correct": float(num_tokens[correct].mean()) if correct.any() else float("nan"),
-        "truncation_rate": float(truncated.mean()),
-        "all_correct_groups": float(correct.all(axis=1).mean()),
-        "all_wrong_groups": float((~correct).all(axis=1).mean()),
-    }
+                 grades: list[Any], batch: list[Any]) -> dict[str, float]:
+    """The step's numbers: accuracy and tokens by the same code as evaluation (evaluation.sample_metrics),
+    with training's verdict (a truncated sample is not correct), plus what only training has."""
+    B, G = correct.shape
+    truncated = np.array([grade.truncated for grade in grades]).reshape(B, G)  # (B, G)
+    shared = sample_metrics([
+        {"problem_id": batch[p].id, "sample_index": g, "num_tokens": int(num_tokens[p, g]),
+         "finish_reason": "length" if truncated[p, g] else "stop", "extracted_answer": None,
+         "correct": bool(correct[p, g]), "level": batch[p].level, "min_tokens": batch[p].min_tokens}
+        for p in range(B) for g in range(G)])
+    metrics = {"step": step, "alpha": alpha, "reward": float(rewards.mean()), "max_tokens": float(num_tokens.max()),
+               "all_correct_groups": float(correct.all(axis=1).mean()),
+               "all_wrong_groups": float((~correct).all(axis=1).mean())}
+    for name in ("accuracy", "mean_tokens", "mean_tokens_correct", "truncation_rate", "tokens_over_min_tokens"):
+        if name in shared:  # tokens_over_min_tokens: only for tasks with min_tokens
+            metrics[name] = float("nan") if shared[name] is None else float(shared[name])
+    return metrics
 
 
 def save_checkpoint(actors: Any, output_dir: Path, step: int, config: TrainConfig, tokenizer_path: str) -> Path:

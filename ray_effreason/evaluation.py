@@ -263,7 +263,17 @@ def _majority_correct(rows: list[dict[str, Any]]) -> float:
     return float(next(row["correct"] for row in rows if row["extracted_answer"] == winner))
 
 
-def _task_metrics(rows: list[dict[str, Any]]) -> dict[str, Any]:
+def sample_metrics(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The metrics of one model on one task from its sample rows (record fields): the one place accuracy,
+    tokens and per-level numbers are computed, for evaluation, the sweep, training logs and the tiny build.
+
+    >>> rows = [{"problem_id": "a", "sample_index": i, "num_tokens": n, "finish_reason": "stop",
+    ...          "extracted_answer": "1", "correct": c, "level": 1, "min_tokens": 4} for i, (n, c) in
+    ...         enumerate([(4, True), (12, False)])]
+    >>> metrics = sample_metrics(rows)
+    >>> metrics["accuracy"], metrics["mean_tokens"], metrics["tokens_over_min_tokens"], list(metrics["by_level"])
+    (0.5, 8.0, 2.0, ['1'])
+    """
     problems: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for row in sorted(rows, key=lambda row: row["sample_index"]):
         problems[row["problem_id"]].append(row)
@@ -325,7 +335,7 @@ def compute_metrics(table: pa.Table, base_model: str | None = None) -> dict[str,
     grouped: dict[str, dict[str, list[dict[str, Any]]]] = defaultdict(lambda: defaultdict(list))
     for row in table.to_pylist():
         grouped[row["model"]][row["task"]].append(row)
-    models = {model: {task: _task_metrics(grouped[model][task]) for task in sorted(grouped[model])}
+    models = {model: {task: sample_metrics(grouped[model][task]) for task in sorted(grouped[model])}
               for model in sorted(grouped)}
     relative: dict[str, Any] = {}
     if base_model is not None:

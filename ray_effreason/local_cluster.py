@@ -94,11 +94,10 @@ def submit(dashboard_port: int, script_and_flags: list[str]) -> int:
 
 def sweep(dashboard_port: int, num_cpus: int | None, flags: list[str]) -> int:
     start(dashboard_port, num_cpus)
-    # Absolute paths: the job runs in an uploaded copy of the repo, which goes away with the head.
+    # An absolute path: the job runs in an uploaded copy of the repo, which goes away with the head. The tiny
+    # reasoner's cache defaults to runs/tiny_reasoner beside it (sweep.base_cache): built once per checkout.
     if "--output-dir" not in flags:
         flags = ["--output-dir", str(REPO / "runs" / "sweep"), *flags]
-    if "--base-cache" not in flags and "--model" not in flags:  # build the tiny reasoner once per checkout
-        flags = ["--base-cache", str(REPO / "runs" / "tiny_reasoner"), *flags]
     print(f"Watch it in the Ray dashboard: http://127.0.0.1:{dashboard_port} (Jobs tab: one job per alpha)")
     code = submit(dashboard_port, ["jobs/sweep_alpha.py", *flags])
     output_dir = Path(flags[flags.index("--output-dir") + 1])

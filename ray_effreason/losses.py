@@ -53,16 +53,10 @@ def policy_loss(
     >>> loss.item(), metrics["clip_fraction"], metrics["ratio_max"]
     (-2.0, 0.0, 1.0)
     """
-    aggregators = {
-        "seq-mean-token-mean": _seq_mean_token_mean,
-        "token-mean": _token_mean,
-        "seq-mean-token-sum-norm": _seq_mean_token_sum_norm,
-    }
-    if aggregation not in aggregators:
-        raise ValueError(f"unknown aggregation {aggregation!r}; valid: {list(aggregators)}")
-    kl_estimators = {"k1": _kl_k1, "k2": _kl_k2, "k3": _kl_k3, None: None}
-    if kl_estimator not in kl_estimators:
-        raise ValueError(f"unknown kl_estimator {kl_estimator!r}; valid: {list(kl_estimators)}")
+    if aggregation not in AGGREGATIONS:
+        raise ValueError(f"unknown aggregation {aggregation!r}; valid: {list(AGGREGATIONS)}")
+    if kl_estimator is not None and kl_estimator not in KL_ESTIMATORS:
+        raise ValueError(f"unknown kl_estimator {kl_estimator!r}; valid: {list(KL_ESTIMATORS)} or None")
     clip_high = clip_low if clip_high is None else clip_high
     if not 0.0 < clip_low < 1.0:
         raise ValueError(f"clip_low must be in (0, 1), got {clip_low}")
@@ -96,9 +90,9 @@ def policy_loss(
     token_losses = -torch.minimum(unclipped, clipped)  # (N, T), 0 on padding
     if kl_coef > 0:
         log_ref_ratio = torch.where(valid, ref_logprobs.detach().to(dtype) - logprobs, 0.0)
-        token_losses = token_losses + kl_coef * kl_estimators[kl_estimator](log_ref_ratio)
+        token_losses = token_losses + kl_coef * KL_ESTIMATORS[kl_estimator](log_ref_ratio)
     token_losses = torch.where(valid, token_losses, 0.0)
-    loss = aggregators[aggregation](token_losses, valid, norm_tokens)
+    loss = AGGREGATIONS[aggregation](token_losses, valid, norm_tokens)
 
     with torch.no_grad():
         count = int(valid.sum())
@@ -219,6 +213,15 @@ def _kl_k2(log_ratio):
 
 def _kl_k3(log_ratio):
     return log_ratio.exp() - log_ratio - 1.0  # >= 0, unbiased, low variance
+
+
+# The choices, by name (config validation and --help read these).
+AGGREGATIONS = {
+    "seq-mean-token-mean": _seq_mean_token_mean,
+    "token-mean": _token_mean,
+    "seq-mean-token-sum-norm": _seq_mean_token_sum_norm,
+}
+KL_ESTIMATORS = {"k1": _kl_k1, "k2": _kl_k2, "k3": _kl_k3}
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -258,3 +258,58 @@ def plot_family(entries: Sequence[dict[str, Any]], pareto_path: str | Path, leve
     axes.legend()
     figure.tight_layout()
     figure.savefig(levels_path, dpi=120)
+
+
+# ----------------------------------------------------------------------------------------------
+# records -> summary.json + this report (evaluation's last step; --report without actors)
+
+
+def summarize(table: Any, base_model: str | None, output_dir: Path, metadata: dict[str, Any],
+              labels: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Metrics -> summary.json, summary.md, plots; prints the table and where the files are.
+
+    `labels`: per-model facts beside the metrics (a family's alpha, a method's knob), under "labels".
+    """
+    from ray_effreason.evaluation import compute_metrics, write_summary
+
+    if table.num_rows == 0:
+        raise ValueError("no records to summarize")
+    summary = compute_metrics(table, base_model)
+    if labels:
+        summary["labels"] = labels
+    path = write_summary(output_dir, summary, metadata)
+    files = write_report(summary, output_dir)
+    print(markdown_table(summary))
+    print("wrote " + ", ".join(str(file) for file in [path, *files.values()]), flush=True)
+    return {**summary, "metadata": metadata}
+
+
+def report_only(dirs: Sequence[str | Path], output_dir: str | Path, base_model: str | None = None) -> dict[str, Any]:
+    """Re-draw tables and plots from the records of one or more evaluation dirs (merged), no actors.
+
+    A dir is an evaluation output dir (holding records.parquet) or a records dataset itself. When the
+    same sample is in several dirs the first dir's record is kept. The base model defaults to the
+    first dir's summary.json base model, when it is among the records.
+    """
+    from ray_effreason.evaluation import read_records, read_summary
+
+    sources = []
+    for directory in map(Path, dirs):
+        if not directory.exists():
+            raise FileNotFoundError(f"--report: {directory} does not exist")
+        sources.append(directory / "records.parquet" if (directory / "records.parquet").exists() else directory)
+    table = read_records(sources)
+    dropped = sum(read_records(source).num_rows for source in sources) - table.num_rows
+    if dropped:
+        print(f"warning: {dropped} records repeat a (model, task, problem, sample) of an earlier dir and were "
+              "dropped; evaluate with distinct --names to compare them", flush=True)
+    models = set(table.column("model").to_pylist())
+    if base_model is None:
+        for directory in map(Path, dirs):
+            if (directory / "summary.json").is_file():
+                base_model = read_summary(directory).get("base_model")
+                break
+        base_model = base_model if base_model in models else None
+    if table.num_rows == 0:
+        raise ValueError(f"--report: no records in {[str(source) for source in sources]}")
+    return summarize(table, base_model, Path(output_dir), {"sources": [str(source) for source in sources]})

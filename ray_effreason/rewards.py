@@ -3,9 +3,8 @@
     r = 1[correct] * (1 - alpha * sigmoid((n - mean) / (std + 1e-7)))
 
 mean and std are taken over the *correct* samples of the same prompt (one row) only. Grading is not
-done here: callers pass `correct` (bool) and `num_tokens` (completion tokens). Inputs may be numpy
-arrays or torch tensors; the result is the same kind. torch is never imported at module import time:
-the driver process that computes rewards should stay light.
+done here: callers pass `correct` (bool) and `num_tokens` (completion tokens) as (B, G) numpy arrays.
+Pure numpy: the driver process that computes rewards stays light.
 """
 
 import numbers
@@ -17,7 +16,7 @@ import numpy as np
 STD_EPS = 1e-7
 
 
-def length_penalized_rewards(correct, num_tokens, alpha):
+def length_penalized_rewards(correct: np.ndarray, num_tokens: np.ndarray, alpha: float) -> np.ndarray:
     """The paper's length-penalized reward for a (B, G) batch.
 
     Args:
@@ -26,8 +25,7 @@ def length_penalized_rewards(correct, num_tokens, alpha):
         alpha: penalty strength in [0, 1); 0 gives plain correctness.
 
     Returns:
-        (B, G) float rewards, numpy float64 for numpy input; a torch tensor (on the input's device) of
-        the default float dtype when either input is a torch tensor.
+        (B, G) float64 rewards.
 
     Per prompt (row), z is the z-score of a correct sample's length among that row's correct samples,
     with the *population* std (ddof 0), as `np.std` in the paper's server. Wrong samples get 0 and do
@@ -55,7 +53,7 @@ def length_penalized_rewards(correct, num_tokens, alpha):
     >>> length_penalized_rewards(np.array([[True, False, False]]), np.array([[900, 50, 32000]]), 0.2)
     array([[0.9, 0. , 0. ]])
     """
-    correct, num_tokens, like = _validated(correct, num_tokens)
+    correct, num_tokens = _validated(correct, num_tokens)
     # alpha >= 1: sigmoid(z) -> 1 for a long correct answer (with G samples it reaches
     # sigmoid(sqrt(G-1))), so 1 - alpha * sigmoid(z) <= 0 would score it at or below a wrong or
     # truncated answer (0). The policy could then gain by failing instead of finishing, and the
@@ -77,57 +75,23 @@ def length_penalized_rewards(correct, num_tokens, alpha):
     z = deviation / (std + STD_EPS)
     sigmoid = 1.0 / (1.0 + np.exp(-z))
     rewards = np.where(correct, 1.0 - alpha * sigmoid, 0.0)
-    return _like(rewards, like)
-
-
-def correctness_rewards(correct):
-    """Plain 0/1 correctness reward for a (B, G) batch: the alpha = 0 case (the untouched baseline).
-
-    >>> correctness_rewards(np.array([[True, False], [False, False]]))
-    array([[1., 0.],
-           [0., 0.]])
-    """
-    correct, _, like = _validated(correct, None)
-    return _like(correct.astype(np.float64), like)
+    return rewards
 
 
 # ---------------------------------------------------------------------------------------------------
-# numpy / torch plumbing
+# validation
 
 
-def _is_torch(value):
-    # Lazy detection: no torch import here. Covers torch.Tensor and subclasses (nn.Parameter).
-    return type(value).__module__.split(".")[0] == "torch"
-
-
-def _to_numpy(value):
-    if _is_torch(value):
-        return value.detach().cpu().numpy()
-    return np.asarray(value)
-
-
-def _like(result, like):
-    """numpy float64 -> a torch tensor of the default float dtype on `like`'s device, if `like` is one."""
-    if like is None:
-        return result
-    import torch  # only reached when the caller already handed us torch tensors
-
-    return torch.as_tensor(result, dtype=torch.get_default_dtype(), device=like.device)
-
-
-def _validated(correct, num_tokens):
-    """Check shapes and values; return numpy (correct: bool, num_tokens) and the torch input, if any."""
-    like = next((x for x in (correct, num_tokens) if _is_torch(x)), None)
-    correct_np = _to_numpy(correct)
+def _validated(correct: np.ndarray, num_tokens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Check shapes and values; return (correct as bool, num_tokens)."""
+    correct_np = np.asarray(correct)
     if correct_np.ndim != 2:
         raise ValueError(f"correct must be 2-D (B prompts, G samples), got shape {correct_np.shape}")
     if correct_np.dtype != np.bool_:
         if not np.isin(correct_np, (0, 1)).all():
             raise ValueError("correct must be bool or 0/1 values")
         correct_np = correct_np.astype(bool)
-    if num_tokens is None:
-        return correct_np, None, like
-    num_tokens_np = _to_numpy(num_tokens)
+    num_tokens_np = np.asarray(num_tokens)
     if num_tokens_np.shape != correct_np.shape:
         raise ValueError(
             f"num_tokens shape {num_tokens_np.shape} must equal correct shape {correct_np.shape}"
@@ -136,4 +100,4 @@ def _validated(correct, num_tokens):
         raise ValueError(f"num_tokens must be real numbers (token counts), got dtype {num_tokens_np.dtype}")
     if not (np.isfinite(num_tokens_np).all() and (num_tokens_np >= 0).all()):
         raise ValueError("num_tokens must be finite and >= 0 (completion lengths in tokens)")
-    return correct_np, num_tokens_np, like
+    return correct_np, num_tokens_np

@@ -4,10 +4,11 @@
     2. train     one Ray job per alpha (`jobs/train.py`), all submitted at once to the same cluster, so
                  each run shows up as its own job in the dashboard; a finished alpha is skipped on rerun
     3. evaluate  the base and every final checkpoint on the task's test split (eval_runner, resumable)
-    4. report    summary.json (one entry per model), summary.md, pareto.png, tokens_by_level.png
+    4. report    summary.json (the evaluation's summary, plus "family": one entry per model, the same
+                 metric names), summary.md, pareto.png, tokens_by_level.png
 
 The tiny preset is what a newcomer runs on a laptop (2 CPU cores, minutes); `--model HF_ID --task
-numina_math` switches to the paper's settings (TrainConfig defaults) for a GPU cluster.
+numina_math` switches to the paper's settings (TrainConfig defaults) for a GPU cluster. Presets: presets.py.
 """
 
 from __future__ import annotations
@@ -15,38 +16,26 @@ from __future__ import annotations
 import json
 import sys
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import ray
 
-from ray_effreason.config import TrainConfig, from_arguments, option, to_arguments
-
-# The newcomer's laptop run: a tiny model, short traces, a few dozen steps. The paper's values are the
-# TrainConfig defaults; these are departures chosen for 2 CPU cores, not for fidelity.
-TINY_PRESET: dict[str, Any] = {
-    "task": "synthetic", "max_prompts": 4096, "steps": 20, "save_every": 10, "rollouts_logged": 8,
-    "samples_per_prompt": 8, "prompts_per_step": 16, "temperature": 1.0, "max_new_tokens": 256,
-    "max_prompt_tokens": 64, "generation_batch_size": 128, "num_verifiers": 1, "lr": 1e-4, "warmup_steps": 0,
-    "kl_coef": 1e-3, "train_batch_size": 64, "micro_batch_size": 16, "zero_stage": 0, "num_learners": 1,
-    "num_generators": 1, "num_cpus_per_actor": 0.5, "device": "auto",
-}
-
-EVAL_SAMPLES = {"synthetic": 1, "gsm8k": 1, "math500": 3, "aime2024": 10, "amc23": 4}
-EVAL_TASK = {"numina_math": "math500"}  # training task -> the task the family is evaluated on
+from ray_effreason.cli import to_arguments
+from ray_effreason.config import EvalConfig, SweepConfig
+from ray_effreason.tasks import task_class
 
 
-@dataclass(frozen=True)
-class SweepConfig:
-    alphas: tuple[float, ...] = option((0.0, 0.1, 0.2, 0.4), "the family; 0 is the RL control (plain correctness)")
-    output_dir: str = option("runs/sweep", "where the runs, records and reports go")
-    base_cache: str = option("runs/tiny_reasoner", "tiny reasoner cache (only without --model)")
-    eval_task: str | None = option(None, "task to evaluate on (default: the training task; math500 for numina_math)")
-    eval_task_path: str | None = option(None, "local JSONL for the eval task")
-    eval_limit: int | None = option(None, "first N test problems (default: all; tiny preset: 300)")
-    eval_max_new_tokens: int | None = option(None, "eval budget in tokens (default: the training budget)")
-    train: TrainConfig = field(default_factory=TrainConfig)
+def base_cache(config: SweepConfig) -> Path:
+    """The tiny reasoner's cache: --base-cache, else `tiny_reasoner` beside the sweep's output dir.
+
+    Never relative to the working directory: a job submitted with a working dir runs in an uploaded copy
+    of the repo that goes away with the head (runs/sweep -> runs/tiny_reasoner, as `make sweep` passes).
+    """
+    if config.base_cache is not None:
+        return Path(config.base_cache).resolve()
+    return Path(config.output_dir).resolve().parent / "tiny_reasoner"
 
 
 def build_base(config: SweepConfig) -> str:
@@ -56,7 +45,7 @@ def build_base(config: SweepConfig) -> str:
             else config.train.model.model
     from ray_effreason.tiny_reasoner import build_tiny_reasoner
 
-    path = str(Path(config.base_cache).resolve())
+    path = str(base_cache(config))
     build = ray.remote(num_cpus=1)(build_tiny_reasoner)
     return str(ray.get(build.remote(path, num_threads=2)))
 
@@ -108,19 +97,16 @@ def wait_for_jobs(runs: dict[float, str], client: Any, poll_s: float = 5.0) -> N
         time.sleep(poll_s if pending else 0)
 
 
-def family_summary(summary: dict[str, Any], names: dict[str, float | None], task: str) -> list[dict[str, Any]]:
-    """Step 4: one entry per model, the numbers issue readers compare (alpha None = the base)."""
+def family_view(summary: dict[str, Any], alphas: dict[str, float | None], task: str) -> list[dict[str, Any]]:
+    """Step 4: one entry per model, a view over summary["models"] with the same metric names (alpha None = the base)."""
+    names = ("accuracy", "mean_tokens", "tokens_over_min_tokens", "truncation_rate")
     entries = []
-    for name, alpha in names.items():
+    for name, alpha in alphas.items():
         metrics = summary["models"][name][task]
-        entries.append({
-            "name": name, "alpha": alpha, "accuracy": metrics["accuracy"], "mean_tokens": metrics["mean_tokens"],
-            "mean_tokens_over_min_tokens": metrics.get("tokens_over_min_tokens"),
-            "truncation_rate": metrics["truncation_rate"],
-            "by_level": {level: {"accuracy": values["accuracy"], "mean_tokens": values["mean_tokens"],
-                                 "mean_tokens_over_min_tokens": values.get("tokens_over_min_tokens")}
-                         for level, values in metrics.get("by_level", {}).items()},
-        })
+        entries.append({"name": name, "alpha": alpha, "task": task, **{key: metrics.get(key) for key in names},
+                        "n_samples": metrics["n_samples"],
+                        "by_level": {level: {key: values.get(key) for key in (*names, "n_samples")}
+                                     for level, values in metrics.get("by_level", {}).items()}})
     return entries
 
 
@@ -128,7 +114,7 @@ def family_table(entries: list[dict[str, Any]], base: dict[str, Any]) -> str:
     lines = ["| model | alpha | accuracy | mean tokens | tokens vs base | tokens / min_tokens |",
              "|---|---|---|---|---|---|"]
     for entry in entries:
-        ratio = entry["mean_tokens_over_min_tokens"]
+        ratio = entry["tokens_over_min_tokens"]
         alpha = "base" if entry["alpha"] is None else f"{entry['alpha']:g}"
         lines.append(f"| {entry['name']} | {alpha} | "
                      f"{100 * entry['accuracy']:.1f}% | {entry['mean_tokens']:.1f} | "
@@ -139,7 +125,7 @@ def family_table(entries: list[dict[str, Any]], base: dict[str, Any]) -> str:
 
 def run_sweep(config: SweepConfig, dashboard_url: str) -> dict[str, Any]:
     """Steps 1-4; `dashboard_url` (host:port, from ray.init()) is where the alpha jobs are submitted."""
-    from ray_effreason.eval_runner import EvalConfig, evaluate
+    from ray_effreason.eval_runner import evaluate
 
     output_dir = Path(config.output_dir).resolve()
     config = replace(config, output_dir=str(output_dir))
@@ -157,26 +143,18 @@ def run_sweep(config: SweepConfig, dashboard_url: str) -> dict[str, Any]:
     trained = time.perf_counter()
     # ------------------------------------------------------------------ 3. evaluate
     finals = {alpha: (Path(run) / "final_checkpoint").read_text().strip() for alpha, run in runs.items()}
-    task = config.eval_task or EVAL_TASK.get(config.train.task, config.train.task)
-    tiny = config.train.task == "synthetic"
-    limit = config.eval_limit if config.eval_limit is not None else (300 if tiny else None)
-    models = (base, *finals.values())
     names = ("base", *(f"alpha-{alpha:g}" for alpha in finals))
-    eval_config = EvalConfig(
-        models=models, names=names, tasks=(task,), task_path=config.eval_task_path,
-        output_dir=str(output_dir / "eval"), samples={task: EVAL_SAMPLES.get(task, 1)}, limit=limit,
-        temperature=0.6, max_new_tokens=config.eval_max_new_tokens or config.train.rollout.max_new_tokens,
-        num_generators=config.train.rollout.num_generators, num_verifiers=config.train.reward.num_verifiers,
-        generation_batch_size=config.train.rollout.generation_batch_size, base_model="base",
-        device=config.train.model.device)
-    summary = evaluate(eval_config)
+    alphas = dict(zip(names, (None, *finals)))
+    eval_config = family_eval_config(config, (base, *finals.values()), names, output_dir / "eval")
+    summary = evaluate(eval_config, labels={name: {"alpha": alpha} for name, alpha in alphas.items()})
     # ------------------------------------------------------------------ 4. report
-    entries = family_summary(summary, dict(zip(names, (None, *finals))), task)
+    task = eval_config.tasks[0]
+    entries = family_view(summary, alphas, task)
     table = family_table(entries, entries[0])
-    result = {"task": task, "base_model": base, "models": entries,
+    result = {**summary, "family": entries, "family_task": task, "base_model_path": base,
               "seconds": {"total": time.perf_counter() - started, "train": trained - started},
               "eval_dir": str(output_dir / "eval")}
-    (output_dir / "summary.json").write_text(json.dumps(result, indent=2))
+    (output_dir / "summary.json").write_text(json.dumps(result, indent=2, allow_nan=False))
     (output_dir / "summary.md").write_text(table + "\n")
     from ray_effreason.report import plot_family
 
@@ -187,12 +165,21 @@ def run_sweep(config: SweepConfig, dashboard_url: str) -> dict[str, Any]:
     return result
 
 
-def config_from_flags(given: dict[str, Any], preset_name: str | None = None) -> TrainConfig:
-    """The tiny preset without --model, the paper's defaults with it (or as --preset says); given flags win."""
-    if preset_name is None:
-        preset_name = "tiny" if given.get("model", "tiny") == "tiny" else "paper"
-    presets = {"tiny": dict(TINY_PRESET, model="tiny"), "paper": {}}
-    if preset_name not in presets:
-        raise ValueError(f"--preset {preset_name!r}; choose one of {list(presets)}")
-    preset = presets[preset_name]
-    return from_arguments(TrainConfig, {"output_dir": "runs/sweep", **preset, **given})
+def family_eval_config(config: SweepConfig, models: tuple[str, ...], names: tuple[str, ...],
+                       output_dir: Path) -> EvalConfig:
+    """The sweep's --eval-* settings, on the training run's actor settings, for the base and the family.
+
+    No --eval-tasks: the training task's own `eval_tasks` (numina_math -> math500), else the task itself.
+    """
+    train = config.train
+    tasks = config.eval.tasks or task_class(train.task).eval_tasks or (train.task,)
+    return replace(
+        config.eval, models=models, names=names, tasks=tasks, output_dir=str(output_dir), base_model="base",
+        model=replace(config.eval.model, device=train.model.device),
+        rollout=replace(config.eval.rollout, num_generators=train.rollout.num_generators,
+                        generator_backend=train.rollout.generator_backend,
+                        tensor_parallel_size=train.rollout.tensor_parallel_size,
+                        gpu_memory_utilization=train.rollout.gpu_memory_utilization,
+                        generation_batch_size=train.rollout.generation_batch_size),
+        reward=replace(config.eval.reward, num_verifiers=train.reward.num_verifiers,
+                       grade_timeout_s=train.reward.grade_timeout_s))

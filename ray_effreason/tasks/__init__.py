@@ -1,130 +1,94 @@
-"""Benchmark and training tasks: `load_task(name)` and the row-loading helpers every task shares.
+"""Benchmark and training tasks: one file per dataset, one dict (`TASKS`), `load_task(name)`.
 
-One file per dataset; each defines one `row -> Example` function used by BOTH sources, a local JSONL
-file (formats in shared/data/README.md) and the Hugging Face hub (`datasets.load_dataset`), so the two
+Adding a dataset = one new file with its `Task` subclass (its facts on the class: hub id, data folder,
+eval split and samples) + one entry here. Each file defines one `row -> Example` function used by BOTH
+sources, a local JSONL file (formats in shared/data/README.md) and the Hugging Face hub, so the two
 can never drift apart.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable, Iterable
 
-from ray_effreason.tasks.base import MATH_INSTRUCTION, DataError, Example, Task, read_jsonl, render_prompt
+from ray_effreason.tasks.aime import AIME2024
+from ray_effreason.tasks.amc import AMC23
+from ray_effreason.tasks.base import CHOICE_INSTRUCTION, MATH_INSTRUCTION, DataError, Example, Task, render_prompt
+from ray_effreason.tasks.commonsenseqa import CommonsenseQA
+from ray_effreason.tasks.gsm8k import GSM8K
+from ray_effreason.tasks.logical_deduction import LogicalDeduction
+from ray_effreason.tasks.math500 import MATH500
+from ray_effreason.tasks.numina import NuminaMath
+from ray_effreason.tasks.synthetic import SyntheticArithmetic
+from ray_effreason.tasks.task_set import TaskSet
 
-__all__ = ["CHOICE_INSTRUCTION", "Example", "MATH_INSTRUCTION", "Task", "TASK_NAMES", "load_task",
-           "load_examples", "load_hf_rows", "render_prompt"]
+__all__ = ["CHOICE_INSTRUCTION", "DataError", "Example", "MATH_INSTRUCTION", "TASKS", "Task", "TaskSet", "load_task",
+           "parse_samples", "render_prompt", "task_class"]
 
-# Multiple choice (CommonsenseQA, Logical Deduction): the paper gives no protocol (PAPER.md §4), so we
-# mirror its math instruction and grade the last \boxed{} like the math tasks.
-CHOICE_INSTRUCTION = ("Please reason step by step, and put the letter of the correct option "
-                      "within \\boxed{}.")
+TASKS: dict[str, type[Task]] = {
+    "gsm8k": GSM8K,
+    "math500": MATH500,
+    "aime2024": AIME2024,
+    "amc23": AMC23,
+    "commonsenseqa": CommonsenseQA,
+    "logical_deduction": LogicalDeduction,
+    "numina_math": NuminaMath,
+    "synthetic": SyntheticArithmetic,
+}
 
-TASK_NAMES = ("gsm8k", "math500", "aime2024", "amc23", "commonsenseqa", "logical_deduction", "numina_math",
-              "synthetic")
 
-RowConverter = Callable[[dict[str, Any], int], Example | None]
+def task_class(name: str) -> type[Task]:
+    """The Task class called `name`.
 
-
-def load_task(name: str, path: str | Path | None = None, split: str = "test", skip_bad_rows: bool = False) -> Task:
-    """The task called `name`, with its examples loaded (so a bad file or a missing dataset fails here).
-
-    `path`: a JSONL file, or a directory holding `<split>.jsonl`; None loads from the Hugging Face hub.
-
-    >>> load_task("imagenet")
+    >>> task_class("imagenet")
     Traceback (most recent call last):
     ...
     ValueError: unknown task 'imagenet'; valid names: aime2024, amc23, commonsenseqa, gsm8k, logical_deduction, math500, numina_math, synthetic
     """
-    # Imported here: each task module imports helpers from this package.
-    from ray_effreason.tasks import aime, amc, commonsenseqa, gsm8k, logical_deduction, math500, numina
+    if name not in TASKS:
+        raise ValueError(f"unknown task {name!r}; valid names: {', '.join(sorted(TASKS))}")
+    return TASKS[name]
 
-    def synthetic(**kwargs: Any) -> Task:
-        from ray_effreason.tasks.synthetic import SyntheticArithmetic
 
-        return SyntheticArithmetic(**kwargs)
+def load_task(name: str, path: str | Path | None = None, split: str | None = None, skip_bad_rows: bool = False,
+              **options) -> Task:
+    """The task called `name`, with its examples loaded (so a bad file or a missing dataset fails here).
 
-    constructors = {
-        "gsm8k": gsm8k.GSM8K,
-        "math500": math500.MATH500,
-        "aime2024": aime.AIME2024,
-        "amc23": amc.AMC23,
-        "commonsenseqa": commonsenseqa.CommonsenseQA,
-        "logical_deduction": logical_deduction.LogicalDeduction,
-        "numina_math": numina.NuminaMath,
-        "synthetic": synthetic,
-    }
-    if name not in constructors:
-        raise ValueError(f"unknown task {name!r}; valid names: {', '.join(sorted(constructors))}")
-    task = constructors[name](path=path, split=split, skip_bad_rows=skip_bad_rows)
+    `path`: a JSONL file, or a directory holding `<split>.jsonl`; None loads from the Hugging Face hub
+    (or generates, for the synthetic task). `split`: None is the task's `eval_split`. `options` go to the
+    task's constructor (e.g. the synthetic task's `tokenizer`, which gives it `min_tokens`).
+    """
+    task = task_class(name)(path=path, split=split, skip_bad_rows=skip_bad_rows, **options)
     task.examples  # noqa: B018  (load now: errors surface at load time, not mid-training)
     return task
 
 
-def data_files(path: Path, split: str) -> list[Path]:
-    """A file is itself; a directory means `<dir>/<split>.jsonl`."""
-    if path.is_dir():
-        return [path / f"{split}.jsonl"]
-    return [path]
+def parse_samples(value: str | int | dict[str, int] | None, tasks: tuple[str, ...] | list[str]) -> dict[str, int]:
+    """Samples per problem for each task: each task's `eval_samples`, overridden by an int or task=n pairs.
 
-
-def load_examples(task: Task, required: tuple[str, ...], convert: RowConverter,
-                  hf_rows: Callable[[], Iterable[dict[str, Any]]], files: list[Path] | None = None) -> list[Example]:
-    """Rows -> examples from `files` (default: from `task.path`) or, without a path, from `hf_rows()`.
-
-    `convert(row, index)` returns an Example, or None to drop a row on purpose (NuminaMath rows without
-    a boxed answer); a row it cannot convert (KeyError/TypeError/ValueError) is a bad row: DataError
-    naming file:line, or counted in `task.bad_rows` when `task.skip_bad_rows`.
+    >>> parse_samples(None, ["gsm8k", "aime2024"])
+    {'gsm8k': 1, 'aime2024': 10}
+    >>> parse_samples("2", ["gsm8k", "aime2024"]), parse_samples("aime2024=4", ["gsm8k", "aime2024"])
+    ({'gsm8k': 2, 'aime2024': 2}, {'gsm8k': 1, 'aime2024': 4})
+    >>> parse_samples("mmlu=3", ["gsm8k"])
+    Traceback (most recent call last):
+    ...
+    ValueError: samples: 'mmlu' is not in tasks ['gsm8k']
     """
-    if task.path is None:
-        return [example for index, row in enumerate(hf_rows())
-                if (example := _convert(task, convert, row, index, f"{task.name} (Hugging Face) row {index}"))]
-    examples = []
-    for file in files if files is not None else data_files(task.path, task.split):
-        for line_number, row in read_jsonl(file, required, task.skip_bad_rows, task.bad_rows):
-            example = _convert(task, convert, row, line_number - 1, f"{file}:{line_number}")
-            if example is not None:
-                examples.append(example)
-    return examples
-
-
-def _convert(task: Task, convert: RowConverter, row: dict[str, Any], index: int, where: str) -> Example | None:
-    try:
-        return convert(row, index)
-    except (KeyError, TypeError, ValueError) as error:
-        message = f"{where}: {type(error).__name__}: {error}"
-        if not task.skip_bad_rows:
-            raise DataError(message) from None
-        task.bad_rows.count += 1
-        task.bad_rows.messages.append(message)
-        return None
-
-
-def load_hf_rows(dataset: str, config: str | None = None, split: str = "test") -> list[dict[str, Any]]:
-    """Rows of a Hugging Face dataset; a failure (offline, no such split) says what to do instead."""
-    try:
-        import datasets
-
-        return list(datasets.load_dataset(dataset, config, split=split))
-    except Exception as error:  # network, offline mode, missing config: all mean "use a local file"
-        raise RuntimeError(
-            f"could not load Hugging Face dataset {dataset!r} (config {config!r}, split {split!r}): "
-            f"{type(error).__name__}: {error}. Pass path= to a local JSONL file instead "
-            f"(see shared/data/README.md)."
-        ) from error
-
-
-def format_choices(choices: Iterable[str], labels: Iterable[str]) -> str:
-    """`(A) bank` lines, the BBH "Options:" layout.
-
-    >>> print(format_choices(["bank", "library"], "AB"))
-    Options:
-    (A) bank
-    (B) library
-    """
-    return "Options:\n" + "\n".join(f"({label}) {choice}" for label, choice in zip(labels, choices))
-
-
-def example_id(task_name: str, split: str, index: int) -> str:
-    """`<task>-<index>` for the test split; other splits say theirs, so ids never collide across splits."""
-    return f"{task_name}-{index}" if split == "test" else f"{task_name}-{split}-{index}"
+    samples = {task: task_class(task).eval_samples for task in tasks}
+    if isinstance(value, str):
+        value = value.strip()
+        try:
+            value = int(value) if "=" not in value else {
+                name.strip(): int(count) for name, count in (pair.split("=", 1) for pair in value.split(",") if pair)}
+        except ValueError:
+            raise ValueError("samples: expected an int or task=n pairs like gsm8k=1,math500=3, "
+                             f"got {value!r}") from None
+    if isinstance(value, int):
+        value = {task: value for task in tasks}
+    for task, count in (value or {}).items():
+        if task not in samples:
+            raise ValueError(f"samples: {task!r} is not in tasks {list(tasks)}")
+        if count <= 0:
+            raise ValueError(f"samples: {task}={count} must be > 0")
+        samples[task] = count
+    return samples

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ray_effreason.tasks import load_examples, load_hf_rows
-from ray_effreason.tasks.base import MATH_INSTRUCTION, Example, Task
+from ray_effreason.tasks.base import MATH_INSTRUCTION, Example, Task, load_examples, load_hf_rows
 from ray_effreason.verifiers import check_math
 
 
@@ -26,11 +25,14 @@ def example_from_row(row: dict[str, Any], index: int) -> Example:
 
 class AIME2024(Task):
     name = "aime2024"
+    hub_id = "HuggingFaceH4/aime_2024"
+    data_subdir = "aime2024"
+    eval_samples = 10  # PAPER.md §4
 
     def _load(self) -> list[Example]:
         # the hub copy has a single "train" split holding the 30 problems
         return load_examples(self, ("id", "problem", "answer"), example_from_row,
-                             lambda: load_hf_rows("HuggingFaceH4/aime_2024", None, "train"))
+                             lambda: load_hf_rows(self.hub_id, None, "train"))
 
     def grade(self, completion: str, example: Example) -> bool | None:
         return check_math(completion, example.gold)

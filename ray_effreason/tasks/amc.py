@@ -8,8 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ray_effreason.tasks import load_examples, load_hf_rows
-from ray_effreason.tasks.base import MATH_INSTRUCTION, Example, Task
+from ray_effreason.tasks.base import MATH_INSTRUCTION, Example, Task, load_examples, load_hf_rows
 from ray_effreason.verifiers import check_math
 
 
@@ -25,10 +24,13 @@ def example_from_row(row: dict[str, Any], index: int) -> Example:
 
 class AMC23(Task):
     name = "amc23"
+    hub_id = "math-ai/amc23"
+    data_subdir = "amc23"
+    eval_samples = 4  # ours: not in the paper
 
     def _load(self) -> list[Example]:
         return load_examples(self, ("id", "problem", "answer"), example_from_row,
-                             lambda: load_hf_rows("math-ai/amc23", None, self.split))
+                             lambda: load_hf_rows(self.hub_id, None, self.split))
 
     def grade(self, completion: str, example: Example) -> bool | None:
         return check_math(completion, example.gold)

@@ -12,9 +12,13 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 MATH_INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
+# Multiple choice (CommonsenseQA, Logical Deduction): the paper gives no protocol (PAPER.md §4), so we
+# mirror its math instruction and grade the last \\boxed{} like the math tasks.
+CHOICE_INSTRUCTION = ("Please reason step by step, and put the letter of the correct option "
+                      "within \\boxed{}.")
 
 
 @dataclass(frozen=True)
@@ -89,13 +93,22 @@ def render_prompt(user_message: str, tokenizer: Any | None) -> str:
 
 
 class Task:
-    """Base class: subclasses set `name`, implement `_load()` and `grade()`."""
+    """Base class: subclasses set their facts below, implement `_load()` and `grade()`.
+
+    A task's facts live on its class, nowhere else: evaluation, the sweep and the CLI read them.
+    """
 
     name: str = "task"
+    hub_id: str | None = None  # `datasets.load_dataset` id of the rows (the source when no path is given)
+    hub_config: str | None = None
+    data_subdir: str | None = None  # its folder under --data-dir (shared/data/README.md); None: generated
+    eval_split: str = "test"  # the split a plain `load_task(name)` reads (evaluation's split)
+    eval_samples: int = 1  # samples per problem in evaluation (PAPER.md §4: gsm8k 1, math500 3, aime2024 10)
+    eval_tasks: tuple[str, ...] | None = None  # what a model trained on this task is evaluated on; None: itself
 
-    def __init__(self, path: str | Path | None = None, split: str = "test", skip_bad_rows: bool = False):
+    def __init__(self, path: str | Path | None = None, split: str | None = None, skip_bad_rows: bool = False):
         self.path = Path(path) if path is not None else None
-        self.split = split
+        self.split = self.eval_split if split is None else split
         self.skip_bad_rows = skip_bad_rows
         self.bad_rows = BadRows()
         self._examples: list[Example] | None = None
@@ -120,3 +133,77 @@ class Task:
         state = dict(self.__dict__)
         state["_examples"] = self.examples
         return state
+
+
+# ---------------------------------------------------------------- row loading shared by the tasks
+
+RowConverter = Callable[[dict[str, Any], int], "Example | None"]
+
+
+def data_files(path: Path, split: str) -> list[Path]:
+    """A file is itself; a directory means `<dir>/<split>.jsonl`."""
+    if path.is_dir():
+        return [path / f"{split}.jsonl"]
+    return [path]
+
+
+def load_examples(task: Task, required: tuple[str, ...], convert: RowConverter,
+                  hf_rows: Callable[[], Iterable[dict[str, Any]]], files: list[Path] | None = None) -> list[Example]:
+    """Rows -> examples from `files` (default: from `task.path`) or, without a path, from `hf_rows()`.
+
+    `convert(row, index)` returns an Example, or None to drop a row on purpose (NuminaMath rows without
+    a boxed answer); a row it cannot convert (KeyError/TypeError/ValueError) is a bad row: DataError
+    naming file:line, or counted in `task.bad_rows` when `task.skip_bad_rows`.
+    """
+    if task.path is None:
+        return [example for index, row in enumerate(hf_rows())
+                if (example := _convert(task, convert, row, index, f"{task.name} (Hugging Face) row {index}"))]
+    examples = []
+    for file in files if files is not None else data_files(task.path, task.split):
+        for line_number, row in read_jsonl(file, required, task.skip_bad_rows, task.bad_rows):
+            example = _convert(task, convert, row, line_number - 1, f"{file}:{line_number}")
+            if example is not None:
+                examples.append(example)
+    return examples
+
+
+def _convert(task: Task, convert: RowConverter, row: dict[str, Any], index: int, where: str) -> Example | None:
+    try:
+        return convert(row, index)
+    except (KeyError, TypeError, ValueError) as error:
+        message = f"{where}: {type(error).__name__}: {error}"
+        if not task.skip_bad_rows:
+            raise DataError(message) from None
+        task.bad_rows.count += 1
+        task.bad_rows.messages.append(message)
+        return None
+
+
+def load_hf_rows(dataset: str, config: str | None = None, split: str = "test") -> list[dict[str, Any]]:
+    """Rows of a Hugging Face dataset; a failure (offline, no such split) says what to do instead."""
+    try:
+        import datasets
+
+        return list(datasets.load_dataset(dataset, config, split=split))
+    except Exception as error:  # network, offline mode, missing config: all mean "use a local file"
+        raise RuntimeError(
+            f"could not load Hugging Face dataset {dataset!r} (config {config!r}, split {split!r}): "
+            f"{type(error).__name__}: {error}. Pass path= to a local JSONL file instead "
+            f"(see shared/data/README.md)."
+        ) from error
+
+
+def format_choices(choices: Iterable[str], labels: Iterable[str]) -> str:
+    """`(A) bank` lines, the BBH "Options:" layout.
+
+    >>> print(format_choices(["bank", "library"], "AB"))
+    Options:
+    (A) bank
+    (B) library
+    """
+    return "Options:\n" + "\n".join(f"({label}) {choice}" for label, choice in zip(labels, choices))
+
+
+def example_id(task_name: str, split: str, index: int) -> str:
+    """`<task>-<index>` for the test split; other splits say theirs, so ids never collide across splits."""
+    return f"{task_name}-{index}" if split == "test" else f"{task_name}-{split}-{index}"

@@ -1,6 +1,6 @@
 """CommonsenseQA v1.11 (Talmor et al. 2019): 5-way multiple choice, graded on the validation split.
 
-The test split's labels are not public, so split "test" (load_task's default) reads the validation
+The test split's labels are not public, so its eval split is the validation
 split: `tau/commonsense_qa` validation, 1221 questions (shared/data/commonsenseqa/validation.jsonl).
 PAPER.md §4: the paper reports this dataset only in an average and gives no protocol; ours asks for
 the letter in \\boxed{} and grades the last box (letter or option text).
@@ -10,8 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ray_effreason.tasks import CHOICE_INSTRUCTION, format_choices, load_examples, load_hf_rows
-from ray_effreason.tasks.base import Example, Task
+from ray_effreason.tasks.base import CHOICE_INSTRUCTION, Example, Task, format_choices, load_examples, load_hf_rows
 from ray_effreason.verifiers import default_labels, grade_choice
 
 
@@ -27,13 +26,14 @@ def example_from_row(row: dict[str, Any], index: int) -> Example:
 
 class CommonsenseQA(Task):
     name = "commonsenseqa"
-
-    def __init__(self, path=None, split: str = "test", skip_bad_rows: bool = False):
-        super().__init__(path, "validation" if split == "test" else split, skip_bad_rows)
+    hub_id = "tau/commonsense_qa"
+    data_subdir = "commonsenseqa"
+    eval_split = "validation"  # the test split's labels are not public
+    eval_samples = 1  # ours: not in the paper
 
     def _load(self) -> list[Example]:
         return load_examples(self, ("id", "question", "choices", "answerKey"), example_from_row,
-                             lambda: load_hf_rows("tau/commonsense_qa", None, self.split))
+                             lambda: load_hf_rows(self.hub_id, None, self.split))
 
     def grade(self, completion: str, example: Example) -> bool | None:
         if example.choices is None or example.gold not in default_labels(len(example.choices)):

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ray_effreason.tasks import example_id, load_examples, load_hf_rows
-from ray_effreason.tasks.base import MATH_INSTRUCTION, Example, Task
+from ray_effreason.tasks.base import MATH_INSTRUCTION, Example, Task, example_id, load_examples, load_hf_rows
 from ray_effreason.verifiers import check_math
 
 
@@ -35,10 +34,13 @@ def example_from_row(row: dict[str, Any], index: int, split: str = "test") -> Ex
 
 class GSM8K(Task):
     name = "gsm8k"
+    hub_id, hub_config = "openai/gsm8k", "main"
+    data_subdir = "gsm8k"
+    eval_samples = 1  # PAPER.md §4
 
     def _load(self) -> list[Example]:
         return load_examples(self, ("question", "answer"), lambda row, index: example_from_row(row, index, self.split),
-                             lambda: load_hf_rows("openai/gsm8k", "main", self.split))
+                             lambda: load_hf_rows(self.hub_id, self.hub_config, self.split))
 
     def grade(self, completion: str, example: Example) -> bool | None:
         return check_math(completion, example.gold)

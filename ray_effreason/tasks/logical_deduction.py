@@ -11,8 +11,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from ray_effreason.tasks import CHOICE_INSTRUCTION, load_examples, load_hf_rows
-from ray_effreason.tasks.base import Example, Task
+from ray_effreason.tasks.base import CHOICE_INSTRUCTION, Example, Task, load_examples, load_hf_rows
 from ray_effreason.verifiers import default_labels, grade_choice
 
 CONFIGS = {3: "logical_deduction_three_objects", 5: "logical_deduction_five_objects",
@@ -40,6 +39,9 @@ class LogicalDeduction(Task):
     """`path`: one BBH JSONL file, or a directory with all three (`logical_deduction_*_objects.jsonl`)."""
 
     name = "logical_deduction"
+    hub_id = "lukaemon/bbh"
+    data_subdir = "bbh_logical_deduction"
+    eval_samples = 1  # ours: not in the paper
 
     def _load(self) -> list[Example]:
         files = None
@@ -47,12 +49,11 @@ class LogicalDeduction(Task):
             files = [self.path / f"{config}.jsonl" for config in CONFIGS.values()]
         return load_examples(self, ("input", "target"), example_from_row, self._hf_rows, files)
 
-    @staticmethod
-    def _hf_rows() -> list[dict[str, Any]]:
+    def _hf_rows(self) -> list[dict[str, Any]]:
         # lukaemon/bbh has one "test" split per config; the index restarts per config, as in the files
         return [dict(row, num_objects=objects, id=f"{config}-{index}")
                 for objects, config in CONFIGS.items()
-                for index, row in enumerate(load_hf_rows("lukaemon/bbh", config, "test"))]
+                for index, row in enumerate(load_hf_rows(self.hub_id, config, "test"))]
 
     def grade(self, completion: str, example: Example) -> bool | None:
         if example.choices is None or example.gold not in default_labels(len(example.choices)):

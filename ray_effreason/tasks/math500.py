@@ -8,8 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ray_effreason.tasks import load_examples, load_hf_rows
-from ray_effreason.tasks.base import MATH_INSTRUCTION, Example, Task
+from ray_effreason.tasks.base import MATH_INSTRUCTION, Example, Task, load_examples, load_hf_rows
 from ray_effreason.verifiers import check_math
 
 FIELDS = ("problem", "solution", "answer", "subject", "level", "unique_id")
@@ -27,9 +26,12 @@ def example_from_row(row: dict[str, Any], index: int) -> Example:
 
 class MATH500(Task):
     name = "math500"
+    hub_id = "HuggingFaceH4/MATH-500"
+    data_subdir = "math500"
+    eval_samples = 3  # PAPER.md §4
 
     def _load(self) -> list[Example]:
-        return load_examples(self, FIELDS, example_from_row, lambda: load_hf_rows("HuggingFaceH4/MATH-500", None, self.split))
+        return load_examples(self, FIELDS, example_from_row, lambda: load_hf_rows(self.hub_id, None, self.split))
 
     def grade(self, completion: str, example: Example) -> bool | None:
         return check_math(completion, example.gold)

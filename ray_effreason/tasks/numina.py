@@ -11,8 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ray_effreason.tasks import example_id, load_examples, load_hf_rows
-from ray_effreason.tasks.base import MATH_INSTRUCTION, Example, Task
+from ray_effreason.tasks.base import MATH_INSTRUCTION, Example, Task, example_id, load_examples, load_hf_rows
 from ray_effreason.verifiers import check_math, clean_answer, extract_last_boxed, too_complex
 
 
@@ -30,10 +29,12 @@ def gold_from_solution(solution: str) -> str | None:
 
 class NuminaMath(Task):
     name = "numina_math"
+    hub_id = "AI-MO/NuminaMath-CoT"
+    eval_split = "train"  # a training set: its prompts are its train split
+    eval_tasks = ("math500",)  # what the sweep evaluates a NuminaMath-trained family on
 
-    def __init__(self, path=None, split: str = "train", skip_bad_rows: bool = False):
-        # load_task passes split="test" by default; NuminaMath-CoT's prompts are its train split
-        super().__init__(path, "train" if split == "test" else split, skip_bad_rows)
+    def __init__(self, path=None, split: str | None = None, skip_bad_rows: bool = False):
+        super().__init__(path, split, skip_bad_rows)
         self.rows_without_answer = 0
 
     def _example_from_row(self, row: dict[str, Any], index: int) -> Example | None:
@@ -48,7 +49,7 @@ class NuminaMath(Task):
     def _load(self) -> list[Example]:
         self.rows_without_answer = 0
         return load_examples(self, ("problem", "solution"), self._example_from_row,
-                             lambda: load_hf_rows("AI-MO/NuminaMath-CoT", None, self.split))
+                             lambda: load_hf_rows(self.hub_id, None, self.split))
 
     def grade(self, completion: str, example: Example) -> bool | None:
         return check_math(completion, example.gold)

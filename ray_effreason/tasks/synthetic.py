@@ -278,16 +278,17 @@ class SyntheticArithmetic(Task):
     """
 
     name = "synthetic"
+    eval_samples = 1  # ours: the sweep's 300 test problems, one sample each
 
-    def __init__(self, path: str | Path | None = None, split: str = "test", skip_bad_rows: bool = False, *,
+    def __init__(self, path: str | Path | None = None, split: str | None = None, skip_bad_rows: bool = False, *,
                  num_examples: int | None = None, levels: Sequence[int] = (1, 2, 3, 4, 5, 6), seed: int = 0,
                  tokenizer: Any | None = None):
         super().__init__(path, split, skip_bad_rows)
-        if split not in DEFAULT_NUM_EXAMPLES:
-            raise ValueError(f"unknown split {split!r}; valid: {sorted(DEFAULT_NUM_EXAMPLES)}")
+        if self.split not in DEFAULT_NUM_EXAMPLES:
+            raise ValueError(f"unknown split {self.split!r}; valid: {sorted(DEFAULT_NUM_EXAMPLES)}")
         if not levels or any(level < 1 for level in levels):
             raise ValueError(f"levels must be a non-empty list of integers >= 1, got {levels}")
-        self.num_examples = DEFAULT_NUM_EXAMPLES[split] if num_examples is None else num_examples
+        self.num_examples = DEFAULT_NUM_EXAMPLES[self.split] if num_examples is None else num_examples
         self.levels = tuple(levels)
         self.seed = seed
         # The tokenizer is only used here, at load time; keeping it out of the state keeps the task

@@ -1,0 +1,136 @@
+"""The learner's pure batching math: samples -> padded micro-batches, token-mean scales, whitening sums.
+
+Torch only: no Ray, no DeepSpeed, no torch.distributed. Where a number must span ranks (tokens per
+optimizer step, whitening sums), a function here computes this rank's part, the caller all-reduces
+it (a sum) and hands the result to the function that uses it.
+
+Shapes: b samples in a micro-batch, T the longest prompt + completion among them; masks and log-probs
+cover the T-1 predicted positions (position t predicts token t+1).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Sequence
+
+import torch
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One rollout sample as the learner receives it from the driver."""
+
+    prompt_token_ids: list[int]
+    token_ids: list[int]  # the completion, EOS included when generation stopped
+    advantage: float  # one per sample (RLOO on the (B, G) rewards)
+
+
+@dataclass
+class MicroBatch:
+    """One forward/backward's worth of samples, right-padded; the learner fills the Optional fields."""
+
+    input_ids: torch.Tensor  # (b, T) long, prompt + completion, padded with pad_id
+    attention: torch.Tensor  # (b, T) long, 1 on real tokens
+    mask: torch.Tensor  # (b, T-1) float, 1 where the predicted token is a completion token
+    advantages: torch.Tensor  # (b,) float32
+    old_logprobs: torch.Tensor | None = None  # (b, T-1) the policy before the update (PPO ratio)
+    ref_logprobs: torch.Tensor | None = None  # (b, T-1) the frozen reference (KL); None without one
+    token_advantages: torch.Tensor | None = None  # (b, T-1) what the loss sees (KL-penalized, whitened)
+
+    def to(self, device: torch.device) -> MicroBatch:
+        moved = {name: value.to(device) for name, value in vars(self).items() if value is not None}
+        return replace(self, **moved)
+
+
+def pad_right(rows: Sequence[Sequence[int]], pad_id: int) -> torch.Tensor:
+    """Rows of token ids as one (len(rows), longest) long tensor, padded on the right.
+
+    >>> pad_right([[1, 2, 3], [4]], 0).tolist()
+    [[1, 2, 3], [4, 0, 0]]
+    """
+    width = max(len(row) for row in rows)
+    return torch.tensor([list(row) + [pad_id] * (width - len(row)) for row in rows], dtype=torch.long)
+
+
+def micro_batches(samples: Sequence[Sample], size: int, pad_id: int) -> list[MicroBatch]:
+    """Consecutive chunks of `size` samples (the last may be smaller), on the CPU.
+
+    >>> batch, = micro_batches([Sample([7, 8], [9, 10], 1.0), Sample([7], [9], -1.0)], size=2, pad_id=0)
+    >>> batch.input_ids.tolist(), batch.mask.tolist()
+    ([[7, 8, 9, 10], [7, 9, 0, 0]], [[0.0, 1.0, 1.0], [1.0, 0.0, 0.0]])
+    """
+    batches = []
+    for start in range(0, len(samples), size):
+        chunk = samples[start:start + size]
+        rows = [list(sample.prompt_token_ids) + list(sample.token_ids) for sample in chunk]
+        input_ids = pad_right(rows, pad_id)  # (b, T)
+        attention = pad_right([[1] * len(row) for row in rows], 0)  # (b, T)
+        # mask over predicted positions (T-1): completion tokens only
+        mask = torch.zeros(input_ids.shape[0], input_ids.shape[1] - 1)  # (b, T-1)
+        for index, sample in enumerate(chunk):
+            prompt_len = len(sample.prompt_token_ids)
+            mask[index, prompt_len - 1: prompt_len - 1 + len(sample.token_ids)] = 1.0
+        advantages = torch.tensor([sample.advantage for sample in chunk], dtype=torch.float32)  # (b,)
+        batches.append(MicroBatch(input_ids=input_ids, attention=attention, mask=mask, advantages=advantages))
+    return batches
+
+
+# ---------------------------------------------------------------- token-mean across micro-batches and ranks
+
+def step_token_counts(batches: Sequence[MicroBatch], accumulation: int) -> torch.Tensor:
+    """This rank's completion tokens per optimizer step, (optimizer steps,) float64: all-reduce (sum) it.
+
+    >>> batches = micro_batches([Sample([1], [2] * n, 1.0) for n in (1, 2, 3, 4)], size=1, pad_id=0)
+    >>> step_token_counts(batches, accumulation=2).tolist()
+    [3.0, 7.0]
+    """
+    return _token_counts(batches).view(-1, accumulation).sum(dim=1)
+
+
+def token_mean_scales(batches: Sequence[MicroBatch], accumulation: int, world_size: int,
+                      step_tokens: torch.Tensor) -> list[float]:
+    """Loss scales that make "token-mean" a mean over ALL tokens of the optimizer step.
+
+    `step_tokens` is `step_token_counts` summed over the ranks. policy_loss sees one micro-batch;
+    DeepSpeed averages micro-batch losses over accumulation steps and ranks. Scaling micro-batch i by
+    tokens_i * accumulation * ranks / tokens_of_step turns that average into
+    sum(token losses) / tokens_of_step. The other aggregation modes average per sequence and need no scale.
+
+    >>> batches = micro_batches([Sample([1], [2] * n, 1.0) for n in (1, 3)], size=1, pad_id=0)
+    >>> token_mean_scales(batches, 2, 1, step_token_counts(batches, 2))
+    [0.5, 1.5]
+    """
+    tokens = _token_counts(batches).view(-1, accumulation)  # (optimizer steps, accumulation)
+    scales = tokens * accumulation * world_size / step_tokens.clamp_min(1.0)[:, None]
+    return scales.flatten().tolist()
+
+
+def _token_counts(batches: Sequence[MicroBatch]) -> torch.Tensor:
+    return torch.tensor([float(batch.mask.sum()) for batch in batches], dtype=torch.float64)  # (micro-batches,)
+
+
+# ---------------------------------------------------------------- whitening across micro-batches and ranks
+
+def whitening_sums(batches: Sequence[MicroBatch]) -> torch.Tensor:
+    """(sum of a*m, sum of a*a*m, sum of m) over this rank's token advantages a and masks m, float64 (3,).
+
+    All-reduce (sum) it, then `whitened_advantages`. Token-weighted, as OpenRLHF's (PAPER.md §1.4).
+    """
+    sums = torch.zeros(3, dtype=torch.float64, device=batches[0].mask.device)
+    for batch in batches:
+        values, mask = batch.token_advantages.double(), batch.mask.double()
+        sums += torch.stack([(values * mask).sum(), (values * values * mask).sum(), mask.sum()])
+    return sums
+
+
+def whitened_advantages(batch: MicroBatch, sums: torch.Tensor) -> torch.Tensor:
+    """The batch's token advantages minus the global mean, over the global std; 0 off the mask. (b, T-1)
+
+    >>> batch, = micro_batches([Sample([1], [2, 3], 1.0), Sample([1], [2], 3.0)], size=2, pad_id=0)
+    >>> batch.token_advantages = batch.advantages[:, None].expand_as(batch.mask).clone()
+    >>> whitened_advantages(batch, whitening_sums([batch])).round(decimals=4).tolist()
+    [[-0.7071, -0.7071], [1.4142, 0.0]]
+    """
+    mean = sums[0] / sums[2]
+    std = (sums[1] / sums[2] - mean * mean).clamp_min(0).sqrt()
+    return ((batch.token_advantages - mean) / (std + 1e-8)).float() * batch.mask
