@@ -128,7 +128,7 @@ def whitened_advantages(batch: MicroBatch, sums: torch.Tensor) -> torch.Tensor:
 
     >>> batch, = micro_batches([Sample([1], [2, 3], 1.0), Sample([1], [2], 3.0)], size=2, pad_id=0)
     >>> batch.token_advantages = batch.advantages[:, None].expand_as(batch.mask).clone()
-    >>> whitened_advantages(batch, whitening_sums([batch])).round(decimals=4).tolist()
+    >>> whitened_advantages(batch, whitening_sums([batch])).double().round(decimals=4).tolist()
     [[-0.7071, -0.7071], [1.4142, 0.0]]
     """
     mean = sums[0] / sums[2]

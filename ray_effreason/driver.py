@@ -35,6 +35,7 @@ import ray
 from ray_effreason.actors.generator import SampleRequest
 from ray_effreason.actors.launch import cluster_device, init_weight_sync, start_actors, sync_weights
 from ray_effreason.advantages import compute_advantages
+from ray_effreason.batching import Sample
 from ray_effreason.config import TrainConfig, from_dict, to_dict
 from ray_effreason.evaluation import sample_metrics
 from ray_effreason.rewards import length_penalized_rewards
@@ -124,8 +125,8 @@ def train(config: TrainConfig) -> Path:
         rewards = length_penalized_rewards(correct, num_tokens, config.reward.alpha)  # (B, G)
         advantages = compute_advantages(config.loss.advantage, rewards)  # (B, G)
         # ------------------------------------------------------------------ 6. update
-        samples = [{"prompt_token_ids": c.prompt_token_ids, "token_ids": c.token_ids,
-                    "advantage": float(advantages.flat[c.request_id])} for c in completions]
+        samples = [Sample(prompt_token_ids=c.prompt_token_ids, token_ids=c.token_ids,
+                          advantage=float(advantages.flat[c.request_id])) for c in completions]
         order = np.random.default_rng([config.seed, step, 1]).permutation(len(samples))  # minibatch shuffle
         learner_metrics = actors.learners.train([samples[index] for index in order], optimizer_steps)
         lap("update")

@@ -219,8 +219,9 @@ def write_report(summary: dict[str, Any], out_dir: str | Path) -> dict[str, Path
 def plot_family(entries: Sequence[dict[str, Any]], pareto_path: str | Path, levels_path: str | Path) -> None:
     """The alpha family of a sweep: accuracy vs mean tokens as a curve (base marked), and tokens by level.
 
-    `entries` are sweep.family_summary rows: name, alpha (None for the base), accuracy, mean_tokens,
-    by_level {level: {accuracy, mean_tokens, mean_tokens_over_min_tokens}}.
+    `entries` are sweep.family_view rows: name, alpha (None for the base), accuracy, mean_tokens,
+    by_level {level: {accuracy, mean_tokens, tokens_over_min_tokens}} (sweep.family_view: the same metric names
+    as evaluation.compute_metrics).
     """
     base = [entry for entry in entries if entry["alpha"] is None]
     family = sorted((entry for entry in entries if entry["alpha"] is not None), key=lambda entry: entry["alpha"])

@@ -36,6 +36,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, Qwen2Config, Qwen2
 from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX as QWEN2_PRETOKENIZE_REGEX
 from transformers.models.qwen2.tokenization_qwen2 import Qwen2Tokenizer
 
+from ray_effreason.evaluation import sample_metrics
 from ray_effreason.tasks.base import MATH_INSTRUCTION, Example, render_prompt
 from ray_effreason.tasks.synthetic import (REDUNDANT_LINES, SyntheticArithmetic, VerboseStyle, minimal_completion,
                                            prompt_of, verbose_completion)
@@ -245,7 +246,7 @@ def sft_train(model: Qwen2ForCausalLM, tokenizer: Any, task: SyntheticArithmetic
 @torch.no_grad()
 def evaluate_tiny(model: Qwen2ForCausalLM, tokenizer: Any, examples: Sequence[Example], temperature: float = 0.6,
                   max_new_tokens: int = 256, batch_size: int = 100, seed: int = 0) -> dict[str, Any]:
-    """Sample one completion per example; accuracy, mean generated tokens and mean min_tokens, per level.
+    """Sample one completion per example -> evaluation.sample_metrics (accuracy, tokens, by_level, ...).
 
     Generated tokens count up to and including EOS (paper §4 `avg_tokens`); a completion without EOS
     counts `max_new_tokens` and is graded as it stands.
@@ -265,19 +266,12 @@ def evaluate_tiny(model: Qwen2ForCausalLM, tokenizer: Any, examples: Sequence[Ex
             eos_at = ids.index(tokenizer.eos_token_id) if tokenizer.eos_token_id in ids else None
             ids = ids if eos_at is None else ids[:eos_at + 1]
             text = tokenizer.decode(ids, skip_special_tokens=True)
-            records.append({"level": example.level, "correct": grade_math(text, example.gold),
-                            "num_tokens": len(ids), "min_tokens": example.min_tokens, "text": text})
-    return {**_summarize(records), "per_level": {level: _summarize([r for r in records if r["level"] == level])
-                                                 for level in sorted({r["level"] for r in records})},
-            "samples": [r["text"] for r in records[:3]]}
-
-
-def _summarize(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    count = len(records)
-    min_tokens = [r["min_tokens"] for r in records if r["min_tokens"] is not None]
-    return {"count": count, "accuracy": sum(r["correct"] for r in records) / count,
-            "mean_tokens": sum(r["num_tokens"] for r in records) / count,
-            "mean_min_tokens": sum(min_tokens) / len(min_tokens) if min_tokens else None}
+            records.append({"problem_id": example.id, "sample_index": 0, "num_tokens": len(ids),
+                            "finish_reason": "length" if eos_at is None else "stop", "extracted_answer": None,
+                            "correct": grade_math(text, example.gold), "level": example.level,
+                            "min_tokens": example.min_tokens, "text": text})
+    # The same metrics (and names) as evaluation and the sweep: evaluation.sample_metrics.
+    return {**sample_metrics(records), "samples": [record["text"] for record in records[:3]]}
 
 
 # ---------------------------------------------------------------- the cached build
@@ -339,8 +333,3 @@ def build_tiny_reasoner(output_dir: str | Path, *, seed: int = 0, steps: int = T
             "seconds": time.perf_counter() - start}
     info_path.write_text(json.dumps(info, indent=2))
     return output_dir
-
-
-def load_tiny_reasoner(path: str | Path) -> tuple[Any, Any]:
-    """(model, tokenizer) from a build directory."""
-    return AutoModelForCausalLM.from_pretrained(path), AutoTokenizer.from_pretrained(path)

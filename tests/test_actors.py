@@ -9,8 +9,9 @@ from ray_effreason.actors.generator import GenerationWorker, GeneratorGroup, Sam
 from ray_effreason.actors.launch import init_weight_sync, start_actors, sync_weights
 from ray_effreason.actors.learner import LearnerGroup, LearnerWorker
 from ray_effreason.actors.weight_sync import free_port
+from ray_effreason.batching import Sample
 from ray_effreason.config import LearnerConfig, LossConfig, RolloutConfig
-from ray_effreason.driver import sample_seed
+from ray_effreason.seeding import sample_seed
 from ray_effreason.rewards import length_penalized_rewards
 from ray_effreason.tasks.synthetic import SyntheticArithmetic
 
@@ -44,9 +45,9 @@ def start_learners(model_path: str, ranks: int, learner: LearnerConfig, loss: Lo
 def fake_samples(count: int, seed: int = 0):
     """Hand-made token sequences with non-zero advantages (what the learner receives from the driver)."""
     rng = np.random.default_rng(seed)
-    return [{"prompt_token_ids": rng.integers(5, 40, size=int(rng.integers(4, 9))).tolist(),
-             "token_ids": rng.integers(5, 40, size=int(rng.integers(3, 12))).tolist(),
-             "advantage": float(rng.normal())} for _ in range(count)]
+    return [Sample(prompt_token_ids=rng.integers(5, 40, size=int(rng.integers(4, 9))).tolist(),
+                   token_ids=rng.integers(5, 40, size=int(rng.integers(3, 12))).tolist(),
+                   advantage=float(rng.normal())) for _ in range(count)]
 
 
 def test_two_learner_ranks_take_the_same_optimizer_step_as_one(ray_local, tiny_model):
@@ -75,16 +76,24 @@ def test_two_learner_ranks_take_the_same_optimizer_step_as_one(ray_local, tiny_m
 
 
 def test_token_mean_aggregation_is_the_same_for_one_and_two_ranks(ray_local, tiny_model):
+    # One rank, one micro-batch of 4: policy_loss itself takes the mean over all the step's tokens.
+    # Two ranks, micro-batches of 1: DeepSpeed averages 4 per-sequence means unless the learner scales
+    # them by their token counts; the samples differ in length, so without the scaling the steps differ.
     learner = LearnerConfig(num_learners=1, zero_stage=0, lr=1e-3, warmup_steps=0, train_batch_size=4,
-                            micro_batch_size=1)
+                            micro_batch_size=4)
     loss = LossConfig(kl_coef=0.0, aggregation="token-mean")
     samples = fake_samples(4, seed=1)
+    assert len({len(sample.token_ids) for sample in samples}) > 1, "equal lengths would make the scaling moot"
     one = start_learners(tiny_model, 1, learner, loss)
-    two = start_learners(tiny_model, 2, LearnerConfig(**{**learner.__dict__, "num_learners": 2}), loss)
+    two = start_learners(tiny_model, 2, LearnerConfig(**{**learner.__dict__, "num_learners": 2,
+                                                         "micro_batch_size": 1}), loss)
+    before = ray.get(one.workers[0].weights_for_test.remote())
     one.train(samples, optimizer_steps=1)
     two.train(samples, optimizer_steps=1)
     after_one = ray.get(one.workers[0].weights_for_test.remote())
     after_two = ray.get(two.workers[0].weights_for_test.remote())
+    moved = max(float((after_one[name] - before[name]).abs().max()) for name in before)
+    assert moved > 1e-4, "the update did nothing; the comparison would be vacuous"
     for name in after_one:
         torch.testing.assert_close(after_two[name], after_one[name], rtol=1e-3, atol=2e-5)
     for group in (one, two):

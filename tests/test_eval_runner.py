@@ -14,7 +14,10 @@ import ray
 import torch
 from transformers import AutoTokenizer
 
-from ray_effreason.eval_runner import RECORDS, EvalConfig, TaskSet, answer_suffix, evaluate, load_tasks, model_names
+from ray_effreason.config import EvalConfig, from_flat
+from ray_effreason.eval_runner import RECORDS, evaluate, load_tasks, model_names
+from ray_effreason.forced_answer import answer_suffix
+from ray_effreason.tasks import TaskSet
 from ray_effreason.evaluation import read_records, read_summary
 from ray_effreason.tiny_reasoner import build_model, build_tokenizer
 
@@ -48,7 +51,7 @@ def config(data_dir, model_dir, output_dir, **overrides) -> EvalConfig:
     values = dict(models=(str(model_dir / "tiny"),), tasks=TASKS, data_dir=str(data_dir), output_dir=str(output_dir),
                   samples=2, limit=2, max_new_tokens=MAX_NEW_TOKENS, num_verifiers=2, device="cpu",
                   batch_size=1)
-    return EvalConfig(**{**values, **overrides})
+    return from_flat(EvalConfig, {**values, **overrides})
 
 
 @pytest.fixture(scope="module")

@@ -73,15 +73,19 @@ def test_scaled_down_sweep_runs_as_parallel_jobs_and_writes_the_report(head, tin
     output = tmp_path / "sweep"
     result = submit("jobs/sweep_alpha.py", "--preset", "tiny", "--model", tiny_model, "--alphas", "0,0.2",
                     "--steps", "2", "--save-every", "2", "--prompts-per-step", "4", "--train-batch-size", "32",
-                    "--micro-batch-size", "8", "--max-new-tokens", "32", "--eval-limit", "6",
+                    "--micro-batch-size", "8", "--max-new-tokens", "32", "--eval-limit", "6", "--eval-max-new-tokens", "32",
                     "--output-dir", str(output))
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-3000:]
     summary = json.loads((output / "summary.json").read_text())
-    assert [entry["alpha"] for entry in summary["models"]] == [None, 0.0, 0.2]
-    for entry in summary["models"]:
-        for key in ("name", "accuracy", "mean_tokens", "mean_tokens_over_min_tokens", "by_level"):
+    assert [entry["alpha"] for entry in summary["family"]] == [None, 0.0, 0.2]
+    for entry in summary["family"]:
+        for key in ("name", "accuracy", "mean_tokens", "tokens_over_min_tokens", "by_level"):
             assert key in entry, key
         assert entry["mean_tokens"] > 0 and 0 <= entry["accuracy"] <= 1
+        # the family view and the evaluation summary are one computation (same schema, same numbers)
+        metrics = summary["models"][entry["name"]][summary["family_task"]]
+        assert (entry["accuracy"], entry["mean_tokens"]) == (metrics["accuracy"], metrics["mean_tokens"])
+        assert summary["labels"][entry["name"]] == {"alpha": entry["alpha"]}
     for alpha in ("0", "0.2"):
         assert (output / f"alpha-{alpha}" / "final_checkpoint").exists()
         assert (output / f"alpha-{alpha}" / "job_id").exists()  # each alpha ran as its own Ray job

