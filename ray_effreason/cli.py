@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import re
 import typing
 from typing import Any, Mapping, Sequence
 
@@ -119,8 +120,21 @@ def parse_config(parser: argparse.ArgumentParser, cls: type, argv: Sequence[str]
     try:
         config = from_flat(cls, {**preset, **given}, where="the command line")
     except (ValueError, TypeError) as error:
-        parser.error(str(error))
+        parser.error(_as_flag_message(str(error), cls))
     return config, extras
+
+
+def _as_flag_message(message: str, cls: type) -> str:
+    """A validation message starts with the field's name ("tasks='mmlu' is not valid"); name the flag instead.
+
+    >>> from ray_effreason.config import SweepConfig
+    >>> _as_flag_message("limit must be > 0, got 0", SweepConfig)
+    '--eval-limit: limit must be > 0, got 0'
+    """
+    name = re.split(r"[=: ]", message, maxsplit=1)[0]
+    names = leaves(cls)
+    matches = [name] if name in names else [leaf for leaf in names if leaf.endswith("_" + name)]
+    return f"{flag(matches[0])}: {message}" if len(matches) == 1 else message
 
 
 def to_arguments(config: Any) -> list[str]:

@@ -268,8 +268,15 @@ class EvalConfig:
             raise ValueError(f"tasks: a task is listed twice: {list(self.tasks)}")
         if self.task_path is not None and len(self.tasks) != 1:
             raise ValueError(f"task_path needs exactly one task in tasks, got {list(self.tasks)}")
-        object.__setattr__(self, "samples", parse_samples(self.samples, self.tasks))
+        parse_samples(self.samples, self.tasks)  # a bad value fails here; `samples_per_task` is the parsed one
         check_positive(self, "forced_answer_tokens", "batch_size", "limit")
+
+    @property
+    def samples_per_task(self) -> dict[str, int]:
+        """Samples per problem of every task: its `Task.eval_samples`, overridden by `samples`."""
+        from ray_effreason.tasks import parse_samples
+
+        return parse_samples(self.samples, self.tasks)
 
 
 def _sweep_eval() -> EvalConfig:

@@ -266,13 +266,14 @@ def evaluate(config: EvalConfig, labels: dict[str, dict[str, Any]] | None = None
     if base not in names and base not in set(existing.column("model").to_pylist()):
         raise ValueError(f"--base-model {base!r} is neither in --models {names} nor in {records_path}")
     device = cluster_device(config.model.device)
+    samples = config.samples_per_task
     generated: dict[str, dict[str, int]] = {}
     for model_path, model in zip(config.models, names):
         # ------------------------------------------------------------------ 1. pending
         pending, totals = {}, {}
         for name, task in tasks.items():
             wanted = [(example, index) for example in task.examples[:config.limit]
-                      for index in range(config.samples[name])]
+                      for index in range(samples[name])]
             pending[name] = [(example, index) for example, index in wanted
                              if (model, name, example.id, index) not in done]
             totals[name] = len(wanted)

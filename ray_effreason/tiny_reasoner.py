@@ -38,8 +38,8 @@ from transformers.models.qwen2.tokenization_qwen2 import Qwen2Tokenizer
 
 from ray_effreason.evaluation import sample_metrics
 from ray_effreason.tasks.base import MATH_INSTRUCTION, Example, render_prompt
-from ray_effreason.tasks.synthetic import (REDUNDANT_LINES, SyntheticArithmetic, VerboseStyle, minimal_completion,
-                                           prompt_of, verbose_completion)
+from ray_effreason.tasks.synthetic import SyntheticArithmetic, minimal_completion, prompt_of
+from ray_effreason.tiny_traces import REDUNDANT_LINES, VerboseStyle, verbose_completion
 from ray_effreason.verifiers import grade_math
 
 BUILD_FORMAT = 2  # bump when the build changes in a way the config hash cannot see

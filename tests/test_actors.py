@@ -15,6 +15,8 @@ from ray_effreason.seeding import sample_seed
 from ray_effreason.rewards import length_penalized_rewards
 from ray_effreason.tasks.synthetic import SyntheticArithmetic
 
+pytestmark = pytest.mark.ray  # starts a Ray cluster
+
 SAMPLING = SamplingConfig(temperature=1.0, top_p=1.0, max_new_tokens=24, max_prompt_tokens=128)
 
 
@@ -94,8 +96,11 @@ def test_token_mean_aggregation_is_the_same_for_one_and_two_ranks(ray_local, tin
     after_two = ray.get(two.workers[0].weights_for_test.remote())
     moved = max(float((after_one[name] - before[name]).abs().max()) for name in before)
     assert moved > 1e-4, "the update did nothing; the comparison would be vacuous"
+    # One padded batch of 4 against four unpadded rows: other matmul shapes, other rounding, which Adam's
+    # first step (about lr * sign(gradient)) magnifies where a gradient is ~0 (measured: 2e-5 on 1 of 64
+    # elements). Per-sequence instead of per-token weights move weights by ~lr = 1e-3.
     for name in after_one:
-        torch.testing.assert_close(after_two[name], after_one[name], rtol=1e-3, atol=2e-5)
+        torch.testing.assert_close(after_two[name], after_one[name], rtol=1e-3, atol=1e-4)
     for group in (one, two):
         for worker in group.workers:
             ray.kill(worker)

@@ -69,7 +69,7 @@ def test_sampling_is_derived_from_the_rollout_config():
 def test_eval_defaults_are_the_paper_protocol():
     config = EvalConfig()
     assert (config.rollout.temperature, config.rollout.max_new_tokens) == (0.6, 32768)
-    assert config.samples == {"gsm8k": 1, "math500": 3, "aime2024": 10}
+    assert config.samples_per_task == {"gsm8k": 1, "math500": 3, "aime2024": 10}
 
 
 def test_presets_resolve_and_the_tiny_sweep_evaluates_300_problems():

@@ -21,6 +21,8 @@ from ray_effreason.tasks import TaskSet
 from ray_effreason.evaluation import read_records, read_summary
 from ray_effreason.tiny_reasoner import build_model, build_tokenizer
 
+pytestmark = pytest.mark.ray  # starts a Ray cluster
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PNG_HEADER = b"\x89PNG\r\n\x1a\n"
 TASKS = ("gsm8k", "math500", "aime2024", "commonsenseqa")
@@ -50,6 +52,7 @@ def model_dir(tmp_path_factory) -> Path:
 def config(data_dir, model_dir, output_dir, **overrides) -> EvalConfig:
     values = dict(models=(str(model_dir / "tiny"),), tasks=TASKS, data_dir=str(data_dir), output_dir=str(output_dir),
                   samples=2, limit=2, max_new_tokens=MAX_NEW_TOKENS, num_verifiers=2, device="cpu",
+                  generator_backend="transformers",  # the runner, not the backend, is under test (vLLM: test_vllm.py)
                   batch_size=1)
     return from_flat(EvalConfig, {**values, **overrides})
 
@@ -195,10 +198,10 @@ def test_report_flag_merges_dirs_without_generating(base_run, forced_run, tmp_pa
 
 
 @pytest.mark.parametrize("flags, message", [
-    (["--tasks", "gsm8k,mmlu"], "--tasks: unknown"),
+    (["--tasks", "gsm8k,mmlu"], "--tasks: tasks='mmlu' is not valid"),
     (["--tasks", "gsm8k", "--data-dir", "/nonexistent"], "--data-dir: no gsm8k/"),
-    (["--tasks", "gsm8k,math500", "--task-path", "x.jsonl"], "--task-path needs exactly one task"),
-    (["--samples", "gsm8k=two"], "--samples: expected an int"),
+    (["--tasks", "gsm8k,math500", "--task-path", "x.jsonl"], "--task-path: task_path needs exactly one task"),
+    (["--samples", "gsm8k=two"], "--samples: samples: expected an int"),
 ])
 def test_cli_bad_input_names_the_flag(flags, message, capsys):
     with pytest.raises(SystemExit) as exit_info:

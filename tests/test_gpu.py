@@ -12,8 +12,11 @@ import torch
 
 from ray_effreason.actors.generator import GenerationWorker, SampleRequest, SamplingConfig
 from ray_effreason.actors.launch import init_weight_sync, start_actors, sync_weights
+from ray_effreason.batching import Sample
 from ray_effreason.config import LearnerConfig, LossConfig, RolloutConfig
 from ray_effreason.tasks.synthetic import SyntheticArithmetic
+
+pytestmark = pytest.mark.ray  # starts a Ray cluster
 
 needs_vllm = pytest.mark.skipif(importlib.util.find_spec("vllm") is None, reason="vLLM is not installed")
 
@@ -38,7 +41,7 @@ def test_bf16_learners_and_nccl_weight_sync_to_transformers_generators(ray_gpu, 
                           rollout=rollout, num_verifiers=1, seed=0, learner=learner, loss=LossConfig())
     specs = init_weight_sync(actors, rollout)
     assert all(spec.dtype == "bfloat16" for spec in specs)
-    samples = [{"prompt_token_ids": [5, 6, 7], "token_ids": [8, 9, 10], "advantage": float(i % 2 * 2 - 1)}
+    samples = [Sample(prompt_token_ids=[5, 6, 7], token_ids=[8, 9, 10], advantage=float(i % 2 * 2 - 1))
                for i in range(4)]
     actors.learners.train(samples, optimizer_steps=1)
     sync_weights(actors, specs)

@@ -8,6 +8,8 @@ import pytest
 
 from ray_effreason import local_cluster
 
+pytestmark = pytest.mark.ray  # starts a Ray cluster
+
 DASHBOARD_PORT = 8366
 GCS_PORT = 6391
 

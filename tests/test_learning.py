@@ -19,6 +19,8 @@ from ray_effreason.driver import train
 from ray_effreason.tasks.synthetic import SyntheticArithmetic, write_examples
 from ray_effreason.tiny_reasoner import build_model, build_tokenizer, sft_train
 
+pytestmark = pytest.mark.ray  # starts a Ray cluster
+
 
 @pytest.fixture(scope="module")
 def ray_local():

@@ -55,6 +55,7 @@ def math500_wrong_answer(answers, index):
     raise AssertionError("no other answer")
 
 
+@pytest.mark.slow  # ~17 s: 500 sympy comparisons
 def test_math500_a_clearly_different_answer_grades_wrong_on_every_row(data_dir):
     task = load_task("math500", data_dir / "math500")
     answers = [example.gold for example in task.examples]
