@@ -1,8 +1,9 @@
 """RL step throughput on one CPU node: ray_effreason's driver vs TRL's RLOOTrainer, same everything.
 
-    python bench/bench_rl_vs_trl.py --steps 5 --repeats 3      # ~5 min on 2 cores (+ a one-time model build)
+    python bench/bench_rl_vs_trl.py --measured-steps 5 --repeats 3   # ~5 min on 2 cores (+ a one-time model build)
 
-Both systems train the same tiny reasoner (`tiny_reasoner.build_tiny_reasoner`, a Qwen2 of under 1M
+Both systems are driven by one TrainConfig (`BENCH`, below, overridable by every jobs/train.py flag; TRL
+gets it through `trl_adapter.trl_arguments`) and train the same tiny reasoner (`tiny_reasoner.build_tiny_reasoner`, a Qwen2 of under 1M
 parameters SFT-ed to write verbose traces, cached under --model-dir; the first run builds it) on the same
 synthetic prompts, tokenized identically, in the same order (our driver's seeded order; TRL gets it
 pre-ordered, shuffle off), with:
@@ -37,38 +38,29 @@ import argparse
 import json
 import os
 import statistics
+import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/trl_adapter.py beside this file
 
-PHASES = ("generate", "grade", "update", "sync", "other")
+from ray_effreason.cli import config_parser, parse_config  # noqa: E402
+from ray_effreason.config import TrainConfig, flat_fields  # noqa: E402
+from trl_adapter import PHASES, run_trl  # noqa: E402
 
-
-@dataclass(frozen=True)
-class BenchSettings:
-    """Everything both systems share (and what a reader needs to reproduce a row)."""
-
-    prompts_per_step: int = 8  # B
-    samples_per_prompt: int = 8  # G
-    max_new_tokens: int = 256  # the tiny reasoner's verbose traces run ~15-200 tokens
-    train_batch_size: int = 32  # samples per optimizer step: B*G/32 = 2 optimizer steps, as the paper
-    micro_batch_size: int = 8  # samples per forward/backward
-    lr: float = 1e-5
-    warmup_steps: int = 6  # optimizer steps of linear warmup (the paper: 6)
-    kl_coef: float = 1e-3
-    clip: float = 0.2
-    alpha: float = 0.2
-    seed: int = 42
-    threads: int = 2  # torch threads for every process that computes (the node's cores)
-    zero_stage: int = 0  # ours: DeepSpeed ZeRO stage of the single learner
-    num_verifiers: int = 2  # ours: verifier actors
-
-    @property
-    def optimizer_steps(self) -> int:
-        return self.prompts_per_step * self.samples_per_prompt // self.train_batch_size
+# Everything both systems share (and what a reader needs to reproduce a row), as TrainConfig flat names.
+BENCH: dict[str, Any] = {
+    "task": "synthetic", "device": "cpu", "prompts_per_step": 8, "samples_per_prompt": 8,  # B, G
+    "max_new_tokens": 256,  # the tiny reasoner's verbose traces run ~15-200 tokens
+    "max_prompt_tokens": 128, "temperature": 1.0, "top_p": 1.0, "generator_backend": "transformers",
+    "train_batch_size": 32,  # samples per optimizer step: B*G/32 = 2 optimizer steps, as the paper
+    "micro_batch_size": 8, "lr": 1e-5, "warmup_steps": 6, "weight_decay": 0.0, "grad_clip": 1.0,
+    "kl_coef": 1e-3, "kl_estimator": "k1", "clip_low": 0.2, "advantage": "rloo", "alpha": 0.2, "seed": 42,
+    "zero_stage": 0, "num_learners": 1, "num_generators": 1, "num_verifiers": 2,
+    "save_every": 10**6, "keep_checkpoints": 1, "run_name": "bench-ours",
+}
 
 
 # ---------------------------------------------------------------- shared inputs
@@ -95,25 +87,29 @@ def model_dir(path: Path, untrained: bool = False) -> Path:
     return built
 
 
-def prompt_schedule(settings: BenchSettings, total_steps: int) -> list[Any]:
+def run_config(base: TrainConfig, model: Path, total_steps: int, threads: int, output_dir: Path) -> TrainConfig:
+    """The bench config of one run: this model, these steps, just enough prompts, all batches in one call."""
+    rollout = base.rollout
+    return replace(base, output_dir=str(output_dir), steps=total_steps, max_prompts=rollout.prompts_per_step * total_steps,
+                   model=replace(base.model, model=str(model)),
+                   rollout=replace(rollout, generation_batch_size=rollout.prompts_per_step * rollout.samples_per_prompt),
+                   learner=replace(base.learner, num_cpus_per_actor=float(threads)))
+
+
+def prompt_schedule(config: TrainConfig) -> list[Any]:
     """The examples our driver visits, step by step (driver.prompt_indices): TRL gets this exact list."""
     from ray_effreason.driver import prompt_indices
     from ray_effreason.tasks import load_task
 
-    examples = load_task("synthetic", split="train").examples[: max_prompts(settings, total_steps)]
-    return [examples[index] for step in range(total_steps)
-            for index in prompt_indices(len(examples), settings.prompts_per_step, step, settings.seed)]
-
-
-def max_prompts(settings: BenchSettings, total_steps: int) -> int:
-    return settings.prompts_per_step * total_steps
+    examples = load_task(config.task, split="train").examples[: config.max_prompts]
+    return [examples[index] for step in range(config.num_steps)
+            for index in prompt_indices(len(examples), config.rollout.prompts_per_step, step, config.seed)]
 
 
 # ---------------------------------------------------------------- ours: driver.train on Ray actors
 
 
-def run_ours(settings: BenchSettings, model: Path, total_steps: int,
-             output_dir: Path) -> tuple[list[dict[str, float]], float]:
+def run_ours(config: TrainConfig, threads: int, output_dir: Path) -> tuple[list[dict[str, float]], float]:
     """One driver run: per-step records from metrics.jsonl (wall = gap between step records), startup seconds.
 
     Startup = ray.init + actors (DeepSpeed init, model loads) + weight-sync group, up to the first step.
@@ -122,32 +118,15 @@ def run_ours(settings: BenchSettings, model: Path, total_steps: int,
 
     import ray
 
-    from ray_effreason.config import LearnerConfig, LossConfig, ModelConfig, RewardConfig, RolloutConfig, TrainConfig
     from ray_effreason.driver import train
 
     shutil.rmtree(output_dir, ignore_errors=True)
-    config = TrainConfig(
-        task="synthetic", output_dir=str(output_dir), max_prompts=max_prompts(settings, total_steps),
-        steps=total_steps, save_every=10**6, keep_checkpoints=1, seed=settings.seed, run_name="bench-ours",
-        model=ModelConfig(model=str(model), device="cpu"),
-        rollout=RolloutConfig(samples_per_prompt=settings.samples_per_prompt,
-                              prompts_per_step=settings.prompts_per_step, temperature=1.0, top_p=1.0,
-                              max_new_tokens=settings.max_new_tokens, max_prompt_tokens=128, num_generators=1,
-                              generator_backend="transformers",
-                              generation_batch_size=settings.prompts_per_step * settings.samples_per_prompt),
-        reward=RewardConfig(alpha=settings.alpha, num_verifiers=settings.num_verifiers),
-        loss=LossConfig(advantage="rloo", clip_low=settings.clip, kl_coef=settings.kl_coef, kl_estimator="k1"),
-        learner=LearnerConfig(num_learners=1, zero_stage=settings.zero_stage, lr=settings.lr,
-                              warmup_steps=settings.warmup_steps, weight_decay=0.0, grad_clip=1.0,
-                              train_batch_size=settings.train_batch_size,
-                              micro_batch_size=settings.micro_batch_size,
-                              num_cpus_per_actor=float(settings.threads)))
     # Generation, update and sync run one after the other, so the generator and the learner each get
     # all the node's cores (num_cpus_per_actor = threads); Ray's CPU count is logical: learner +
     # generator + verifiers add up to 2 * threads + 0.5, more than the node has, on purpose.
     for attempt in range(3):
         began = time.time()
-        ray.init(address="local", num_cpus=2 * settings.threads + 1, include_dashboard=False, log_to_driver=False,
+        ray.init(address="local", num_cpus=2 * threads + 1, include_dashboard=False, log_to_driver=False,
                  runtime_env={"env_vars": {key: os.environ[key] for key in ("OMP_WAIT_POLICY",) if key in os.environ}})
         try:
             train(config)
@@ -164,120 +143,17 @@ def run_ours(settings: BenchSettings, model: Path, total_steps: int,
     records = [json.loads(line) for line in (output_dir / "metrics.jsonl").read_text().splitlines() if line]
     first = records[0]
     startup = first["time"] - began - sum(first[f"time/{phase}"] for phase in PHASES[:-1])
+    samples = config.rollout.prompts_per_step * config.rollout.samples_per_prompt
     steps, previous = [], None
     for record in records:
         if previous is not None:
             wall = record["time"] - previous
             phases = {phase: record[f"time/{phase}"] for phase in PHASES[:-1]}
             phases["other"] = wall - sum(phases.values())
-            tokens = record["mean_tokens"] * settings.prompts_per_step * settings.samples_per_prompt
-            steps.append({"wall": wall, "tokens": tokens, "max_tokens": record["max_tokens"],
+            steps.append({"wall": wall, "tokens": record["mean_tokens"] * samples, "max_tokens": record["max_tokens"],
                           "accuracy": record["accuracy"], **phases})
         previous = record["time"]
     return steps, startup  # the first step has no previous record: it is warm-up by construction
-
-
-# ---------------------------------------------------------------- TRL: RLOOTrainer in this process
-
-
-def trl_reward(task: Any, schedule: list[Any], settings: BenchSettings, eos_token_id: int):
-    """TRL reward function: the task's grade, then our length_penalized_rewards on each (B, G) group."""
-    from ray_effreason.rewards import length_penalized_rewards
-
-    def length_penalized(prompts, completions, completion_ids, example_index, **kwargs) -> list[float]:
-        G = settings.samples_per_prompt
-        # a sample without EOS is truncated and never correct, as in our verifier actors
-        correct = np.array([bool(task.grade(completion[0]["content"], schedule[index])) and ids[-1:] == [eos_token_id]
-                            for completion, ids, index in zip(completions, completion_ids, example_index)])
-        num_tokens = np.array([len(ids) for ids in completion_ids])  # EOS included, as ours and vLLM count
-        # TRL hands over the whole generation batch, each prompt's G samples consecutive: (B, G)
-        rewards = length_penalized_rewards(correct.reshape(-1, G), num_tokens.reshape(-1, G), settings.alpha)
-        return rewards.ravel().tolist()
-
-    return length_penalized
-
-
-def run_trl(settings: BenchSettings, model: Path, total_steps: int,
-            output_dir: Path) -> tuple[list[dict[str, float]], float]:
-    """One RLOOTrainer run: per rollout step wall time, generated tokens, the phase split; startup seconds."""
-    import torch
-    from datasets import Dataset
-    from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
-    from trl import RLOOConfig, RLOOTrainer
-
-    from ray_effreason.tasks import load_task
-
-    began = time.time()
-    torch.set_num_threads(settings.threads)
-    schedule = prompt_schedule(settings, total_steps)
-    dataset = Dataset.from_list([{"prompt": [{"role": "user", "content": example.prompt}], "example_index": index}
-                                 for index, example in enumerate(schedule)])
-    tokenizer = AutoTokenizer.from_pretrained(model)
-    task = load_task("synthetic", split="train")
-    steps: list[dict[str, float]] = []
-    current = dict.fromkeys(PHASES, 0.0) | {"tokens": 0.0, "max_tokens": 0.0, "logprobs": 0.0}
-    clock = {"startup": 0.0}
-    optimizer_steps = settings.optimizer_steps
-
-    class TimedRLOOTrainer(RLOOTrainer):
-        """Times the phases around RLOOTrainer's own methods (generate and grade nest in score)."""
-
-        def _generate(self, prompts):
-            start = time.perf_counter()
-            prompt_ids, completion_ids, completions = super()._generate(prompts)
-            current["generate"] += time.perf_counter() - start
-            current["tokens"] += sum(len(ids) for ids in completion_ids)
-            current["max_tokens"] = max(len(ids) for ids in completion_ids)
-            return prompt_ids, completion_ids, completions
-
-        def _generate_and_score_completions(self, inputs):
-            # generate + grade + old/ref log-probs: "logprobs" is what is left after the first two
-            start, before = time.perf_counter(), current["generate"] + current["grade"]
-            output = super()._generate_and_score_completions(inputs)
-            current["logprobs"] += time.perf_counter() - start - (current["generate"] + current["grade"] - before)
-            return output
-
-        def _calculate_rewards(self, *args, **kwargs):
-            start = time.perf_counter()
-            rewards = super()._calculate_rewards(*args, **kwargs)
-            current["grade"] += time.perf_counter() - start
-            return rewards
-
-    class RolloutClock(TrainerCallback):
-        def on_train_begin(self, args, state, control, **kwargs):
-            clock["startup"] = time.time() - began
-            self.last = time.perf_counter()
-
-        def on_step_end(self, args, state, control, **kwargs):
-            if state.global_step % optimizer_steps:
-                return
-            now = time.perf_counter()
-            wall = now - self.last
-            # update = old/ref log-probs + forward/backward + optimizer (as ours); other = the rest
-            steps.append({**current, "wall": wall, "update": wall - current["generate"] - current["grade"],
-                          "other": 0.0})
-            current.update(dict.fromkeys(PHASES, 0.0) | {"tokens": 0.0, "max_tokens": 0.0, "logprobs": 0.0})
-            self.last = now
-
-    args = RLOOConfig(
-        output_dir=str(output_dir), seed=settings.seed, use_cpu=True, bf16=False, report_to="none",
-        save_strategy="no", logging_steps=10**6, disable_tqdm=True, shuffle_dataset=False,
-        max_steps=total_steps * optimizer_steps,
-        per_device_train_batch_size=settings.micro_batch_size,
-        gradient_accumulation_steps=settings.train_batch_size // settings.micro_batch_size,
-        generation_batch_size=settings.prompts_per_step * settings.samples_per_prompt,
-        num_generations=settings.samples_per_prompt, max_completion_length=settings.max_new_tokens,
-        temperature=1.0, top_p=1.0, top_k=0,
-        learning_rate=settings.lr, adam_beta1=0.9, adam_beta2=0.95, weight_decay=0.0, max_grad_norm=1.0,
-        lr_scheduler_type="constant_with_warmup", warmup_steps=settings.warmup_steps,
-        beta=settings.kl_coef, epsilon=settings.clip, num_iterations=1,
-        gradient_checkpointing=False,  # TRL's default is True; ours is off
-    )
-    trainer = TimedRLOOTrainer(model=AutoModelForCausalLM.from_pretrained(model), reward_funcs=trl_reward(
-        task, schedule, settings, tokenizer.eos_token_id), args=args, train_dataset=dataset,
-        processing_class=tokenizer, callbacks=[RolloutClock()])
-    trainer.train()
-    return steps[1:], clock["startup"]  # the first rollout step is warm-up
 
 
 # ---------------------------------------------------------------- summary
@@ -339,58 +215,69 @@ def model_info(model: Path) -> dict[str, Any]:
 def versions() -> dict[str, str]:
     import importlib.metadata as metadata
 
-    return {name: metadata.version(name) for name in ("torch", "transformers", "trl", "ray", "deepspeed")}
+    def version(name: str) -> str:
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:  # trl is an extra (pip install -e .[bench])
+            return "not installed"
+
+    return {name: version(name) for name in ("torch", "transformers", "trl", "ray", "deepspeed", "vllm")}
 
 
-def parse_arguments() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=5, help="measured rollout steps per run (after warm-up)")
-    parser.add_argument("--warmup", type=int, default=1, help="rollout steps dropped at the start of each run")
-    parser.add_argument("--repeats", type=int, default=3, help="runs per system, alternating ours/TRL")
-    parser.add_argument("--systems", default="ours,trl", help="comma-separated: ours, trl")
-    parser.add_argument("--model-dir", type=Path, default=Path("runs/bench/tiny_reasoner"),
-                        help="tiny reasoner build (cached; built on first use)")
-    parser.add_argument("--omp-wait-policy", choices=["PASSIVE", "ACTIVE", "inherit"], default="PASSIVE",
-                        help="OMP_WAIT_POLICY for every process (inherit: leave the environment as it is)")
-    parser.add_argument("--ray-worker-niceness", type=int, default=0,
-                        help="RAY_worker_niceness for our actors (Ray's default is 15; TRL's process runs at 0)")
-    parser.add_argument("--untrained", action="store_true", help="smoke test on an untrained model (no build)")
-    parser.add_argument("--output", type=Path, default=Path("runs/bench/rl_vs_trl"), help="run dirs and results.json")
-    for name, value in asdict(BenchSettings()).items():
-        parser.add_argument("--" + name.replace("_", "-"), type=type(value), default=value,
-                            help=f"shared setting (default: {value})")
-    args = parser.parse_args()
+def parse_arguments(argv: list[str] | None = None) -> tuple[TrainConfig, argparse.Namespace]:
+    """(the shared TrainConfig: BENCH, overridden by any jobs/train.py flag; the bench's own options)."""
+    presets = {"bench": BENCH}
+    parser = config_parser(TrainConfig, __doc__, presets)
+    bench = parser.add_argument_group("bench")
+    bench.add_argument("--measured-steps", type=int, default=5, help="measured rollout steps per run (after warm-up)")
+    bench.add_argument("--warmup", type=int, default=1, help="rollout steps dropped at the start of each run")
+    bench.add_argument("--repeats", type=int, default=3, help="runs per system, alternating ours/TRL")
+    bench.add_argument("--systems", default="ours,trl", help="comma-separated: ours, trl")
+    bench.add_argument("--threads", type=int, default=2, help="torch threads of every computing process (the cores)")
+    bench.add_argument("--model-dir", type=Path, default=Path("runs/bench/tiny_reasoner"),
+                       help="tiny reasoner build (cached; built on first use)")
+    bench.add_argument("--omp-wait-policy", choices=["PASSIVE", "ACTIVE", "inherit"], default="PASSIVE",
+                       help="OMP_WAIT_POLICY for every process (inherit: leave the environment as it is)")
+    bench.add_argument("--ray-worker-niceness", type=int, default=0,
+                       help="RAY_worker_niceness for our actors (Ray's default is 15; TRL's process runs at 0)")
+    bench.add_argument("--untrained", action="store_true", help="smoke test on an untrained model (no build)")
+    bench.add_argument("--output", type=Path, default=Path("runs/bench/rl_vs_trl"), help="run dirs and results.json")
+    config, extras = parse_config(parser, TrainConfig, argv, presets, default_preset="bench")
+    args = argparse.Namespace(**extras)
     if args.warmup < 1:
         parser.error(f"--warmup must be >= 1 (the first step includes one-time costs), got {args.warmup}")
     unknown = [system for system in args.systems.split(",") if system not in ("ours", "trl")]
     if unknown:
         parser.error(f"unknown systems {unknown}; valid: ['ours', 'trl']")
-    return args
+    return config, args
 
 
 def main() -> None:
-    args = parse_arguments()
+    base, args = parse_arguments()
     if args.omp_wait_policy != "inherit":
         # libgomp's default wait spins idle OpenMP threads; on a node shared with other jobs a 2-thread
         # forward/backward of the tiny model then takes seconds instead of ~50 ms (measured here: 20-100x).
-        # Must be set before torch is imported (nothing above imports it); Ray workers get it via runtime_env.
+        # Must be set before torch is imported in the actors; Ray workers get it via runtime_env.
         os.environ["OMP_WAIT_POLICY"] = args.omp_wait_policy
     # Ray starts its workers (our generator, learner, verifiers) at nice 15; next to other jobs on a shared
     # node they would then get a fraction of the CPU that TRL's nice-0 process gets. Read when Ray starts.
     os.environ["RAY_worker_niceness"] = str(args.ray_worker_niceness)
-    settings = BenchSettings(**{name: getattr(args, name) for name in asdict(BenchSettings())})
     systems = args.systems.split(",")
     model = model_dir(args.model_dir, args.untrained)
-    run = {"ours": run_ours, "trl": run_trl}
     # ours: the driver's first step record only starts the clock; TRL: run_trl drops its first step.
-    total_steps = args.warmup + args.steps
+    total_steps = args.warmup + args.measured_steps
     results: dict[str, list[dict[str, float]]] = {system: [] for system in systems}
     per_step: dict[str, list[list[dict[str, float]]]] = {system: [] for system in systems}
     start = time.perf_counter()
     for repeat in range(args.repeats):
         for system in systems:
             began = time.perf_counter()
-            steps, startup = run[system](settings, model, total_steps, args.output / f"{system}-{repeat}")
+            output_dir = args.output / f"{system}-{repeat}"
+            config = run_config(base, model, total_steps, args.threads, output_dir)
+            if system == "ours":
+                steps, startup = run_ours(config, args.threads, output_dir)
+            else:
+                steps, startup = run_trl(config, prompt_schedule(config), args.threads, output_dir)
             summary = summarize(steps, args.warmup - 1)
             summary["startup_seconds"] = startup
             summary["run_seconds"] = time.perf_counter() - began
@@ -399,14 +286,15 @@ def main() -> None:
             print(f"[{system} #{repeat}] " + json.dumps({k: round(v, 3) for k, v in summary.items()}), flush=True)
     environment = {"OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY"),
                    "RAY_worker_niceness": args.ray_worker_niceness}
-    print(f"\nsettings: {json.dumps(asdict(settings))}\nmodel: {json.dumps(model_info(model))}\n"
+    settings = flat_fields(base)
+    print(f"\nsettings: {json.dumps(settings)}\nmodel: {json.dumps(model_info(model))}\n"
           f"environment: {json.dumps(environment)}\nversions: {json.dumps(versions())}\n"
-          f"measured steps per run: {args.steps} (after {args.warmup} warm-up), repeats: {args.repeats}, "
+          f"measured steps per run: {args.measured_steps} (after {args.warmup} warm-up), repeats: {args.repeats}, "
           f"total {time.perf_counter() - start:.0f}s\n")
     print(report(results))
     args.output.mkdir(parents=True, exist_ok=True)
     (args.output / "results.json").write_text(json.dumps(
-        {"settings": asdict(settings), "steps": args.steps, "warmup": args.warmup, "environment": environment,
+        {"settings": settings, "steps": args.measured_steps, "warmup": args.warmup, "environment": environment,
          "model": model_info(model), "versions": versions(), "summaries": results, "per_step": per_step}, indent=1))
 
 

@@ -56,8 +56,10 @@ def prompt_indices(num_prompts: int, batch: int, step: int, seed: int) -> list[i
 
 def latest_checkpoint(output_dir: Path) -> Path | None:
     """The newest complete checkpoint (driver_state.json is written last)."""
-    complete = [path for path in (output_dir / "checkpoints").glob("step-*") if (path / "driver_state.json").exists()]
-    return max(complete, key=lambda path: int(path.name.split("-")[1]), default=None)
+    # step-N only: a save killed after writing step-N.tmp/driver_state.json but before the rename must not count
+    complete = [path for path in (output_dir / "checkpoints").glob("step-*")
+                if path.name[len("step-"):].isdigit() and (path / "driver_state.json").exists()]
+    return max(complete, key=lambda path: int(path.name[len("step-"):]), default=None)
 
 
 def train(config: TrainConfig) -> Path:

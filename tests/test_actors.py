@@ -107,7 +107,8 @@ def test_token_mean_aggregation_is_the_same_for_one_and_two_ranks(ray_local, tin
 
 
 def test_weight_sync_makes_generator_weights_equal_to_the_learner(ray_local, tiny_model, task):
-    rollout = RolloutConfig(samples_per_prompt=2, prompts_per_step=2, max_new_tokens=24, num_generators=2)
+    rollout = RolloutConfig(samples_per_prompt=2, prompts_per_step=2, max_new_tokens=24, num_generators=2,
+                            generator_backend="transformers")  # weights_for_test reads transformers weights
     learner = LearnerConfig(num_learners=2, zero_stage=3, lr=1e-2, warmup_steps=0, train_batch_size=4,
                             micro_batch_size=1, num_cpus_per_actor=0.5)
     actors = start_actors(name="sync-test", task=task, model_path=tiny_model, tokenizer_path=tiny_model, device="cpu",

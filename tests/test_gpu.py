@@ -1,7 +1,7 @@
 """GPU paths: vLLM generation, NCCL weight sync, bf16 DeepSpeed learners. Skipped without CUDA.
 
-Run with `make test-gpu` on a machine with a GPU (and vLLM for the `vllm` tests). docs/gpu.md records
-what has been run where. The CPU versions of the same checks are in test_actors.py.
+Run with `make test-gpu` on a machine with a GPU (`make setup` installs vllm there). docs/gpu.md records
+what has been run where. The CPU versions of the same checks are in test_actors.py and test_vllm.py.
 """
 
 import importlib.util
@@ -56,11 +56,20 @@ def test_bf16_learners_and_nccl_weight_sync_to_transformers_generators(ray_gpu, 
 @needs_vllm
 def test_vllm_backend_generates_with_per_request_seeds(ray_gpu, tiny_model):
     task = SyntheticArithmetic(split="train", num_examples=4)
-    worker = ray.remote(GenerationWorker).options(num_gpus=1).remote(
-        tiny_model, None, "vllm", "cuda", 0, 1, 1, 0.3, 512)
+    # Two engines with different engine seeds on one GPU, each given the same batch on a cold prefix cache.
+    # Not a reordered batch, nor the same batch twice on one engine (then prefix-cache hits shorten the
+    # prefill): bf16 kernels depend on the batch shape (on CPU, bf16 seeded samples changed when the batch
+    # was reversed), so order independence is checked in fp32, in tests/test_vllm.py.
+    remote = ray.remote(GenerationWorker).options(num_gpus=0.5)
+    workers = []
+    for engine_seed in (0, 1):  # one at a time: each engine sizes its KV cache from the free memory
+        workers.append(remote.remote(tiny_model, None, "vllm", "cuda", engine_seed, 1, 1, 0.3, 512))
+        ray.get(workers[-1].pid.remote())
     requests = [SampleRequest(i, 0, i, task.examples[0].prompt, seed=100 + i) for i in range(4)]
     sampling = SamplingConfig(temperature=1.0, top_p=1.0, max_new_tokens=16, max_prompt_tokens=128)
-    first = ray.get(worker.generate.remote(requests, sampling))
-    again = ray.get(worker.generate.remote(requests[::-1], sampling))[::-1]
-    assert [c.token_ids for c in first] == [c.token_ids for c in again]  # seeds, not batch order, decide
+    first, other = ray.get([worker.generate.remote(requests, sampling) for worker in workers])
+    assert [c.token_ids for c in first] == [c.token_ids for c in other]  # the request seeds decide
+    assert len({tuple(c.token_ids) for c in first}) > 1, "samples should differ (seeded sampling, not greedy)"
     assert all(c.finish_reason in ("stop", "length") and c.num_tokens == len(c.token_ids) for c in first)
+    for worker in workers:
+        ray.kill(worker)

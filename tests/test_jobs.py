@@ -35,7 +35,8 @@ def submit(*script_and_flags: str) -> subprocess.CompletedProcess:
 TINY_TRAIN = ["--task", "synthetic", "--samples-per-prompt", "4", "--prompts-per-step", "4", "--max-new-tokens", "32",
               "--max-prompt-tokens", "64", "--train-batch-size", "8", "--micro-batch-size", "4", "--zero-stage", "0",
               "--lr", "1e-4", "--warmup-steps", "0", "--num-verifiers", "1", "--num-cpus-per-actor", "0.5",
-              "--max-prompts", "64", "--save-every", "2"]
+              "--max-prompts", "64", "--save-every", "2",
+              "--generator-backend", "transformers"]  # the job, not the backend, is under test (vLLM: test_vllm.py)
 
 
 def test_train_job_writes_metrics_and_a_loadable_checkpoint_and_resumes(head, tiny_model, tmp_path):

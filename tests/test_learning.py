@@ -46,7 +46,7 @@ def test_rl_raises_reward_and_shortens_correct_answers(ray_local, tmp_path):
         task="synthetic", task_path=str(data), output_dir=str(tmp_path / "rl"), max_prompts=24, steps=30,
         save_every=30, seed=0, model=ModelConfig(model=str(model_dir), device="cpu"),
         rollout=RolloutConfig(samples_per_prompt=8, prompts_per_step=8, max_new_tokens=48, max_prompt_tokens=64,
-                              generation_batch_size=64),
+                              generation_batch_size=64, generator_backend="transformers"),  # as measured
         reward=RewardConfig(alpha=0.4, num_verifiers=1),
         loss=LossConfig(kl_coef=1e-3),
         learner=LearnerConfig(lr=5e-4, warmup_steps=0, zero_stage=0, train_batch_size=32, micro_batch_size=16,

@@ -223,9 +223,11 @@ def test_train_job_runs_rl_steps_with_vllm_generation_workers_on_cpu(tiny_model,
 
 def test_evaluation_generates_with_vllm_workers_on_cpu(tiny_model, tmp_path):
     output = tmp_path / "eval"
+    # 1024 + 16 tokens of budget, more than the tiny model's 512 positions: the engine caps it at the model's.
     result = run_job("jobs/evaluate.py", "--models", tiny_model, "--tasks", "synthetic", "--limit", "6",
-                     "--samples", "2", "--max-new-tokens", "16", "--generator-backend", "vllm", "--device", "cpu",
-                     "--num-verifiers", "1", "--output-dir", str(output))
+                     "--samples", "2", "--max-new-tokens", "16", "--max-prompt-tokens", "1024",
+                     "--generator-backend", "vllm", "--device", "cpu", "--num-verifiers", "1",
+                     "--output-dir", str(output))
     log = result.stdout + result.stderr
     assert result.returncode == 0, log[-4000:]
     assert "Injected <class 'ray_effreason.actors.vllm_extension.WeightSyncExtension'>" in log  # vLLM ran

@@ -67,7 +67,7 @@ class SeededGumbelSampler:
         self.generators = [torch.Generator(device=device).manual_seed(seed) for seed in seeds]
         self.temperature, self.top_p = temperature, top_p
 
-    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:  # noqa: ARG002 (HF's signature)
         logits = scores.float() / self.temperature  # (B, V)
         if self.top_p < 1.0:
             sorted_logits, order = torch.sort(logits, descending=True, dim=-1)
@@ -106,7 +106,8 @@ class TransformersBackend:
         dtype = getattr(torch, DEVICES[device].dtype)
         self.tokenizer = AutoTokenizer.from_pretrained(tokenizer_path)
         self.model = AutoModelForCausalLM.from_pretrained(model_path, dtype=dtype).to(self.device).eval()
-        self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
+        self.pad_id = (self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None
+                       else self.tokenizer.eos_token_id)
 
     @torch.no_grad()
     def generate(self, prompt_ids: list[list[int]], seeds: list[int], sampling: SamplingConfig,
@@ -160,8 +161,14 @@ class VLLMBackend:
 
     def __init__(self, model_path: str, tokenizer_path: str, device: str, seed: int, tensor_parallel_size: int = 1,
                  gpu_memory_utilization: float = 0.85, max_model_len: int = 32768):
+        from transformers import AutoConfig
         from vllm import LLM
 
+        # The worker's budget (max_prompt_tokens + max_new_tokens) may exceed the positions the model was built
+        # for (the tiny reasoner: 512), which vLLM refuses. Cap it there: a sample that reaches the model's
+        # limit ends as "length" (truncated), as it would at max_new_tokens.
+        positions = getattr(AutoConfig.from_pretrained(model_path), "max_position_embeddings", None)
+        max_model_len = min(max_model_len, positions) if positions else max_model_len
         device_args = {"cuda": {"gpu_memory_utilization": gpu_memory_utilization}, "cpu": VLLM_CPU_ENGINE_ARGS}
         if device not in device_args:
             raise ValueError(f"device={device!r}; choose one of {list(device_args)}")
@@ -175,8 +182,8 @@ class VLLMBackend:
         self.tensor_parallel_size = tensor_parallel_size
 
     def generate(self, prompt_ids: list[list[int]], seeds: list[int], sampling: SamplingConfig,
-                 batch_size: int) -> list[tuple[list[int], str]]:
-        """All requests in one call (vLLM batches them itself; batch_size is the transformers backend's)."""
+                 batch_size: int) -> list[tuple[list[int], str]]:  # noqa: ARG002 (the backends' one signature)
+        """All requests in one call: vLLM schedules its own batches (batch_size is the transformers backend's)."""
         from vllm import SamplingParams
         from vllm.inputs import TokensPrompt
 
