@@ -49,8 +49,10 @@ def build(model_name: str, directory: Path) -> Path:
         model = build_model(tokenizer, seed=0)
     else:
         torch.manual_seed(0)
-        tiny = build_model(tokenizer, seed=0).config
-        model = Qwen2ForCausalLM(Qwen2Config(**{**tiny.to_dict(), **QWEN2_30M, "head_dim": 64}))
+        tiny = build_model(tokenizer, seed=0).config  # same vocabulary and special tokens
+        model = Qwen2ForCausalLM(Qwen2Config(vocab_size=tiny.vocab_size, max_position_embeddings=512,
+                                             bos_token_id=tiny.bos_token_id, eos_token_id=tiny.eos_token_id,
+                                             pad_token_id=tiny.pad_token_id, **QWEN2_30M))
     model.save_pretrained(path)
     tokenizer.save_pretrained(path)
     return path

@@ -4,6 +4,7 @@
         --tasks gsm8k,math500,aime2024 --data-dir ../shared/data --output-dir runs/eval
     ray job submit -- python jobs/evaluate.py --models ... --tasks ...    # the same, on a cluster
     python jobs/evaluate.py --report runs/eval-a runs/eval-b --output-dir runs/eval-merged
+    python jobs/evaluate.py --select 0.02 --report runs/sweep/eval   # the cheapest model within 2 points, 95%
 
 A rerun with the same --output-dir resumes: samples already in records.parquet are not generated again.
 """
@@ -24,7 +25,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--report", nargs="+", metavar="DIR", default=None,
                         help="only re-draw summary.json/summary.md/plots into --output-dir from the records of "
                              "these evaluation dirs (merged); generates nothing")
+    parser.add_argument("--select", type=float, metavar="EPSILON", default=None,
+                        help="only pick a model from the records of --report dirs (default: --output-dir): the "
+                             "cheapest whose accuracy is, with 95%% confidence, at most EPSILON (e.g. 0.02) below "
+                             "--base-model's (paired one-sided bound over the same problems); generates nothing")
     given, extras = given_values(parser, EvalConfig, argv)
+    if extras["select"] is not None:
+        try:
+            select(extras["report"] or [given.get("output_dir", EvalConfig.output_dir)], given.get("base_model"),
+                   extras["select"])
+        except (ValueError, FileNotFoundError) as error:
+            parser.error(str(error))
+        return
     if extras["report"]:
         output_dir = given.get("output_dir", EvalConfig.output_dir)
         try:
@@ -43,6 +55,28 @@ def main(argv: list[str] | None = None) -> None:
         ray.init()  # inside `ray job submit` this joins the job's cluster; otherwise it starts a local one
     evaluate(config)
     print(f"results in {config.output_dir}: records.parquet, summary.json, summary.md, pareto.png")
+
+
+def select(dirs: list[str], base_model: str | None, epsilon: float) -> None:
+    """Print the choice and its bound; write selection.json beside the first dir's records."""
+    import json
+    from pathlib import Path
+
+    from ray_effreason.evaluation import read_records, read_summary
+    from ray_effreason.selection import describe, select_model
+
+    sources = [Path(d) / "records.parquet" if (Path(d) / "records.parquet").exists() else Path(d) for d in dirs]
+    rows = read_records(sources).to_pylist()
+    if base_model is None:
+        summaries = [Path(d) for d in dirs if (Path(d) / "summary.json").is_file()]
+        base_model = read_summary(summaries[0]).get("base_model") if summaries else None
+    if base_model is None:
+        raise ValueError("--select: give --base-model (no summary.json names one)")
+    selection = select_model(rows, base_model, epsilon)
+    print(describe(selection))
+    path = Path(dirs[0]) / "selection.json"
+    path.write_text(json.dumps(selection, indent=2) + "\n")
+    print(f"wrote {path}")
 
 
 if __name__ == "__main__":

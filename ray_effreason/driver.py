@@ -6,13 +6,16 @@
     1. prompts     B prompts in a seeded per-epoch order (the same order after a resume)
     2. generate    B*G sample requests, each with its own seed, spread over the generation workers
     3. grade       the verifier pool; truncated samples (no EOS) are not correct
-    4. reward      length_penalized_rewards on (B, G): mean/std over each prompt's correct samples
+    4. reward      length_penalized_rewards on (B, G): mean/std over each prompt's correct samples; with a
+                   token budget or an accuracy floor, alpha is the controller's (alpha_controller.py)
     5. advantages  RLOO on (B, G) (no per-group std scaling: it would cancel alpha)
     6. update      the learner group: old/ref log-probs, token-level PPO-clip, k1 KL in the reward,
                    optimizer_steps = B*G / train_batch_size steps (the paper: 2)
     7. sync        learner rank 0 broadcasts the new weights to every generation worker
-    8. log         metrics.jsonl, the job log, Ray dashboard metrics, a sample of rollouts to parquet
-    9. checkpoint  every save_every steps: HF weights + DeepSpeed state + driver state, atomically
+    8. log         metrics.jsonl, the job log, Ray dashboard metrics, a sample of rollouts to parquet;
+                   the controller updates alpha for the next step
+    9. checkpoint  every save_every steps: HF weights + DeepSpeed state + driver state (step, config,
+                   controller), atomically
 
 Departures from the paper, each also noted where it happens: the prompt is never truncated (an error
 instead, generator.tokenize_prompts); log-probs use logits / temperature (learner.py); advantage
@@ -35,6 +38,7 @@ import ray
 from ray_effreason.actors.generator import SampleRequest
 from ray_effreason.actors.launch import cluster_device, init_weight_sync, start_actors, sync_weights
 from ray_effreason.advantages import compute_advantages
+from ray_effreason.alpha_controller import AlphaController
 from ray_effreason.batching import Sample
 from ray_effreason.config import TrainConfig, from_dict, to_dict
 from ray_effreason.evaluation import sample_metrics
@@ -69,7 +73,7 @@ def train(config: TrainConfig) -> Path:
         ray.init()
     output_dir = Path(config.output_dir)
     (output_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
-    start_step, model_path, resumed_from = 0, config.model.model, None
+    start_step, model_path, resumed_from, controller_state = 0, config.model.model, None, None
     if config.resume:
         resumed_from = latest_checkpoint(output_dir)
         if resumed_from is not None:
@@ -80,6 +84,7 @@ def train(config: TrainConfig) -> Path:
                 raise ValueError(f"--resume with a different data order than {resumed_from}: seed, max_prompts "
                                  f"and prompts_per_step must match the original run")
             start_step, model_path = state["step"], str(resumed_from)
+            controller_state = state.get("controller")
     (output_dir / "config.json").write_text(json.dumps(to_dict(config), indent=2))
     log = RunLog(output_dir, config.name, config.reward.alpha, truncate_after_step=start_step)
 
@@ -87,15 +92,20 @@ def train(config: TrainConfig) -> Path:
     examples = task.examples[: config.max_prompts]
     device = cluster_device(config.model.device)
     tokenizer_path = config.model.tokenizer or config.model.model
+    # Generators start from the checkpoint; learners from the initial policy, whose policy weights
+    # load_checkpoint then replaces: the KL reference stays the initial policy after a resume.
     actors = start_actors(name=config.name, task=task, model_path=model_path, tokenizer_path=tokenizer_path,
                           device=device, rollout=config.rollout, num_verifiers=config.reward.num_verifiers,
-                          seed=config.seed, learner=config.learner, loss=config.loss)
+                          seed=config.seed, learner=config.learner, loss=config.loss,
+                          learner_model_path=config.model.model)
     if resumed_from is not None:
         actors.learners.load_checkpoint(str(resumed_from))
     specs = init_weight_sync(actors, config.rollout)
     sampling = config.rollout.sampling()
     B, G = config.rollout.prompts_per_step, config.rollout.samples_per_prompt
     optimizer_steps = B * G // config.learner.train_batch_size
+    controller = (AlphaController(config.controller, config.reward.alpha, controller_state)
+                  if config.controller.enabled else None)
     log.info(f"run {config.name}: device={device}, {len(examples)} prompts, steps {start_step}->{config.num_steps}"
              + (f", resumed from {resumed_from}" if resumed_from else ""))
 
@@ -124,7 +134,8 @@ def train(config: TrainConfig) -> Path:
         # ------------------------------------------------------------------ 4. reward, 5. advantages
         correct = np.array([grade.correct for grade in grades]).reshape(B, G)  # (B, G)
         num_tokens = np.array([c.num_tokens for c in completions]).reshape(B, G)  # (B, G)
-        rewards = length_penalized_rewards(correct, num_tokens, config.reward.alpha)  # (B, G)
+        alpha = controller.alpha if controller else config.reward.alpha  # a budget: alpha is a state of the run
+        rewards = length_penalized_rewards(correct, num_tokens, alpha)  # (B, G)
         advantages = compute_advantages(config.loss.advantage, rewards)  # (B, G)
         # ------------------------------------------------------------------ 6. update
         samples = [Sample(prompt_token_ids=c.prompt_token_ids, token_ids=c.token_ids,
@@ -136,7 +147,10 @@ def train(config: TrainConfig) -> Path:
         sync_weights(actors, specs)
         lap("sync")
         # ------------------------------------------------------------------ 8. log
-        metrics = step_metrics(step + 1, config.reward.alpha, correct, num_tokens, rewards, grades, batch)
+        metrics = step_metrics(step + 1, alpha, correct, num_tokens, rewards, grades, batch)
+        if controller:  # the next step's alpha, from this step's batch (alpha_controller.py)
+            controller.update(metrics["mean_tokens"], metrics["accuracy"])
+            metrics.update(controller.metrics())
         metrics.update(learner_metrics)
         metrics.update(timings)
         metrics["tokens_per_second"] = float(num_tokens.sum()) / max(timings["time/generate"], 1e-9)
@@ -145,7 +159,8 @@ def train(config: TrainConfig) -> Path:
         # ------------------------------------------------------------------ 9. checkpoint
         last = step + 1 == config.num_steps
         if (step + 1) % config.save_every == 0 or last:
-            checkpoint = save_checkpoint(actors, output_dir, step + 1, config, tokenizer_path)
+            checkpoint = save_checkpoint(actors, output_dir, step + 1, config, tokenizer_path,
+                                         controller.state_dict() if controller else None)
             log.info(f"checkpoint {checkpoint}")
     if checkpoint is None:
         raise RuntimeError("no steps were run and no checkpoint exists")
@@ -174,13 +189,15 @@ def step_metrics(step: int, alpha: float, correct: np.ndarray, num_tokens: np.nd
     return metrics
 
 
-def save_checkpoint(actors: Any, output_dir: Path, step: int, config: TrainConfig, tokenizer_path: str) -> Path:
+def save_checkpoint(actors: Any, output_dir: Path, step: int, config: TrainConfig, tokenizer_path: str,
+                    controller_state: dict[str, Any] | None = None) -> Path:
     """Write into step-N.tmp, then rename: a run killed mid-save leaves the previous checkpoint intact."""
     final = output_dir / "checkpoints" / f"step-{step}"
     staging = final.with_name(final.name + ".tmp")
     shutil.rmtree(staging, ignore_errors=True)
     actors.learners.save_checkpoint(str(staging.resolve()), tokenizer_path)
-    (staging / "driver_state.json").write_text(json.dumps({"step": step, "config": to_dict(config)}, indent=2))
+    (staging / "driver_state.json").write_text(json.dumps(
+        {"step": step, "config": to_dict(config), "controller": controller_state}, indent=2))
     shutil.rmtree(final, ignore_errors=True)
     os.replace(staging, final)
     kept = sorted((path for path in final.parent.glob("step-*") if not path.name.endswith(".tmp")),

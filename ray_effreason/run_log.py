@@ -12,7 +12,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-DASHBOARD_METRICS = ("reward", "accuracy", "mean_tokens", "max_tokens", "truncation_rate", "kl_to_ref",
+DASHBOARD_METRICS = ("alpha", "reward", "accuracy", "mean_tokens", "max_tokens", "truncation_rate", "kl_to_ref",
+                     "controller/ema_tokens", "controller/target_tokens", "controller/token_violation",
+                     "controller/accuracy_slack",
                      "clip_fraction", "tokens_per_second", "time/generate", "time/grade", "time/update", "time/sync")
 
 

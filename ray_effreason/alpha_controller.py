@@ -1,0 +1,96 @@
+"""Ask for a budget, not an alpha: alpha as the multiplier of a constraint, updated after every rollout step.
+
+The paper's reward is r = 1[correct] * (1 - alpha * sigmoid(z)); alpha is the price of length. Instead of
+fixing it, projected dual ascent (as LACONIC and Leash do for their length penalties, A-DLP for an
+accuracy floor) moves it after each rollout step on an exponential moving average (EMA) of the batch:
+
+    token target      g_T = ema_tokens / target - 1               > 0: too long -> raise alpha
+    accuracy floor    g_A = ema_accuracy - floor                  < 0: below the floor -> lower alpha
+    alpha <- clip(alpha + step_size * g, 0, alpha_max),  alpha_max < 1 (the paper's bound, rewards.py)
+
+with g = g_T (target only), g = g_A (floor only: alpha rises while accuracy holds), or, with both, g_T
+while the floor holds and g_A (scaled by accuracy_step_size) once it does not: the token target is pursued
+subject to the floor. `target_token_ratio` R resolves the target to R times the mean tokens of the first
+rollout step (the base model's, before any update); `accuracy_drop` D resolves the floor to the mean
+batch accuracy of the first `reference_steps` steps minus D, alpha held at its initial value until then.
+
+Relative violations (g_T) make one step size fit any budget. Departure from a plain dual update: the
+EMA smooths the batch statistic (32 prompts are noisy), which is what keeps alpha inside a band
+instead of chasing every batch (tests/test_alpha_controller.py measures the band on synthetic streams).
+Pure: no Ray, no I/O; the state is a plain dict so a checkpoint can carry it and a resume continue exactly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from ray_effreason.config import ControllerConfig
+
+
+@dataclass
+class ControllerState:
+    alpha: float
+    steps: int = 0
+    ema_tokens: float | None = None
+    ema_accuracy: float | None = None
+    target_tokens: float | None = None  # resolved target (from target_token_ratio after the first step)
+    accuracy_floor: float | None = None  # resolved floor (from accuracy_drop after reference_steps)
+    reference_accuracy_sum: float = 0.0
+
+
+class AlphaController:
+    """`update(mean_tokens, accuracy)` after each rollout step -> the alpha of the next step."""
+
+    def __init__(self, config: ControllerConfig, alpha: float, state: dict[str, Any] | None = None):
+        if not config.enabled:
+            raise ValueError("AlphaController needs target_tokens, target_token_ratio, accuracy_floor or accuracy_drop")
+        self.config = config
+        self.state = ControllerState(**state) if state is not None else ControllerState(
+            alpha=alpha, target_tokens=config.target_tokens, accuracy_floor=config.accuracy_floor)
+
+    @property
+    def alpha(self) -> float:
+        return self.state.alpha
+
+    def state_dict(self) -> dict[str, Any]:
+        return asdict(self.state)
+
+    def update(self, mean_tokens: float, accuracy: float) -> float:
+        config, state = self.config, self.state
+        state.steps += 1
+        smoothing = config.controller_ema
+        state.ema_tokens = mean_tokens if state.ema_tokens is None else (
+            smoothing * state.ema_tokens + (1 - smoothing) * mean_tokens)
+        state.ema_accuracy = accuracy if state.ema_accuracy is None else (
+            smoothing * state.ema_accuracy + (1 - smoothing) * accuracy)
+        if config.target_token_ratio is not None and state.target_tokens is None:
+            state.target_tokens = config.target_token_ratio * mean_tokens  # step 1: the base model's rollouts
+        if config.accuracy_drop is not None and state.accuracy_floor is None:
+            state.reference_accuracy_sum += accuracy
+            if state.steps < config.reference_steps:
+                return state.alpha  # still measuring the reference accuracy: alpha stays where it started
+            state.accuracy_floor = state.reference_accuracy_sum / config.reference_steps - config.accuracy_drop
+        gradient = self._gradient()
+        state.alpha = min(max(state.alpha + gradient, 0.0), config.alpha_max)
+        return state.alpha
+
+    def _gradient(self) -> float:
+        config, state = self.config, self.state
+        token = None if state.target_tokens is None else state.ema_tokens / state.target_tokens - 1.0
+        floor = None if state.accuracy_floor is None else state.ema_accuracy - state.accuracy_floor
+        if token is not None and (floor is None or floor >= 0):
+            return config.controller_step_size * token
+        return config.accuracy_step_size * floor
+
+    def metrics(self) -> dict[str, float]:
+        """What the run logs every step (metrics.jsonl, job log, dashboard)."""
+        state = self.state
+        values = {"controller/alpha": state.alpha, "controller/ema_tokens": state.ema_tokens,
+                  "controller/ema_accuracy": state.ema_accuracy, "controller/target_tokens": state.target_tokens,
+                  "controller/accuracy_floor": state.accuracy_floor}
+        if state.target_tokens is not None and state.ema_tokens is not None:
+            values["controller/token_violation"] = state.ema_tokens / state.target_tokens - 1.0
+        if state.accuracy_floor is not None and state.ema_accuracy is not None:
+            values["controller/accuracy_slack"] = state.ema_accuracy - state.accuracy_floor
+        return {key: float(value) for key, value in values.items() if value is not None}

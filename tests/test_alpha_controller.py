@@ -1,0 +1,85 @@
+"""The alpha controller on synthetic streams (pure, sub-second): convergence, bounds, band, floor, resume."""
+
+import numpy as np
+import pytest
+
+from ray_effreason.alpha_controller import AlphaController
+from ray_effreason.config import ControllerConfig
+
+
+def tokens_at(alpha: float, base: float = 100.0) -> float:
+    """A monotone response: the policy's mean tokens fall with alpha (down to 30% of the base at alpha 1)."""
+    return base * (1.0 - 0.7 * alpha)
+
+
+def run(config: ControllerConfig, steps: int, noise: float = 0.0, seed: int = 0,
+        accuracy=lambda alpha: 0.9 - 0.3 * alpha) -> tuple[AlphaController, list[float], list[float]]:
+    rng = np.random.default_rng(seed)
+    controller = AlphaController(config, alpha=0.0)
+    alphas, lengths = [], []
+    for _ in range(steps):
+        alpha = controller.alpha
+        mean_tokens = tokens_at(alpha) * (1 + noise * rng.normal())
+        lengths.append(mean_tokens)
+        alphas.append(controller.update(mean_tokens, accuracy(alpha)))
+    return controller, alphas, lengths
+
+
+def test_token_ratio_target_converges_on_a_monotone_response():
+    controller, alphas, lengths = run(ControllerConfig(target_token_ratio=0.6), steps=60)
+    assert controller.state.target_tokens == pytest.approx(60.0)  # 0.6 x the first step's 100 tokens
+    assert np.mean(lengths[-5:]) == pytest.approx(60.0, rel=0.02)
+    assert alphas[-1] == pytest.approx(0.4 / 0.7, abs=0.02)  # the alpha where tokens_at(alpha) = 60
+
+
+def test_noisy_stream_stays_within_the_stated_band():
+    # 5% batch noise: after convergence, alpha stays within +-0.05 and the tokens within +-10% of the target
+    _, alphas, lengths = run(ControllerConfig(target_tokens=60.0), steps=120, noise=0.05, seed=1)
+    assert max(alphas[40:]) - min(alphas[40:]) < 0.1
+    assert all(abs(length / 60.0 - 1) < 0.2 for length in lengths[40:])
+    assert abs(np.mean(lengths[40:]) / 60.0 - 1) < 0.1
+
+
+def test_alpha_respects_its_bounds():
+    # an unreachable target pushes alpha to alpha_max, never beyond; a generous one keeps it at 0
+    _, alphas, _ = run(ControllerConfig(target_tokens=1.0, alpha_max=0.8), steps=200)
+    assert max(alphas) == 0.8 and min(alphas) >= 0.0
+    _, alphas, _ = run(ControllerConfig(target_tokens=1000.0), steps=20)
+    assert alphas == [0.0] * 20
+
+
+def test_accuracy_floor_raises_alpha_while_it_holds_and_stops_at_the_floor():
+    controller, alphas, _ = run(ControllerConfig(accuracy_floor=0.75, accuracy_step_size=0.5), steps=150)
+    # accuracy(alpha) = 0.9 - 0.3 alpha meets the floor at alpha = 0.5
+    assert alphas[-1] == pytest.approx(0.5, abs=0.02)
+    assert controller.state.ema_accuracy == pytest.approx(0.75, abs=0.01)
+
+
+def test_token_target_is_pursued_subject_to_the_floor():
+    # the target needs alpha 0.57 but the floor (accuracy >= 0.8) allows only alpha <= 1/3
+    _, alphas, _ = run(ControllerConfig(target_token_ratio=0.6, accuracy_floor=0.8), steps=200)
+    assert alphas[-1] == pytest.approx(1 / 3, abs=0.03)
+
+
+def test_accuracy_drop_measures_the_reference_first():
+    controller, alphas, _ = run(ControllerConfig(accuracy_drop=0.06, reference_steps=3, accuracy_step_size=0.5),
+                                steps=100)
+    assert alphas[:2] == [0.0, 0.0]  # alpha held while the reference accuracy is measured
+    assert controller.state.accuracy_floor == pytest.approx(0.84)
+    assert alphas[-1] == pytest.approx(0.2, abs=0.02)
+
+
+def test_resume_from_the_state_dict_continues_exactly():
+    config = ControllerConfig(target_token_ratio=0.6)
+    first, _, _ = run(config, steps=10)
+    copy = AlphaController(config, alpha=0.0, state=first.state_dict())
+    for alpha in (0.3, 0.31):
+        assert first.update(tokens_at(alpha), 0.8) == copy.update(tokens_at(alpha), 0.8)
+    assert first.metrics() == copy.metrics() and "controller/token_violation" in first.metrics()
+
+
+def test_bad_controller_settings_name_the_field():
+    with pytest.raises(ValueError, match="give one of them"):
+        ControllerConfig(target_tokens=100, target_token_ratio=0.5)
+    with pytest.raises(ValueError, match="alpha_max"):
+        ControllerConfig(alpha_max=1.0)
