@@ -201,7 +201,7 @@ class LearnerConfig:
     warmup_steps: int = option(6, "linear warmup optimizer steps, then constant (the paper: 6)")
     weight_decay: float = option(0.0, "AdamW weight decay (the paper: 0)")
     grad_clip: float = option(1.0, "gradient norm clip (the paper: 1.0)")
-    train_batch_size: int = option(128, "samples per optimizer step, all ranks (the paper: 128, so 2 steps per rollout)")
+    train_batch_size: int = option(128, "samples per optimizer step, all ranks (the paper: 128: 2 steps per rollout)")
     micro_batch_size: int = option(1, "samples per forward/backward per rank (gradient accumulation fills the rest)")
     gradient_checkpointing: bool = option(False, "activation checkpointing (saves memory on long sequences)")
     offload_optimizer: bool = option(False, "ZeRO optimizer offload to CPU (the paper's 7B --adam_offload)")
@@ -328,6 +328,9 @@ class SweepConfig:
     """A family from one base model: `train` applies to every alpha; `eval` (flags --eval-*) to the family."""
 
     alphas: tuple[float, ...] = option((0.0, 0.1, 0.2, 0.4), "the family, comma-separated; 0 is the RL control")
+    targets: tuple[float, ...] = option((), "a family by token budget instead: ratios of the base's mean tokens, "
+                                            "e.g. 0.8,0.6,0.4 (models target-R; alpha set by the controller)")
+    job_attempts: int = option(2, "runs per family member: a failed training job is resubmitted with --resume")
     output_dir: str = option("runs/sweep", "where the runs (DIR/alpha-A), records and reports go")
     base_cache: str | None = option(None, "tiny reasoner cache (only with --model tiny); none: "
                                           "runs/tiny_reasoner in the repository")
@@ -345,6 +348,10 @@ class SweepConfig:
             raise ValueError(f"alphas must be in [0, 1), got {list(self.alphas)}")
         if len(set(self.alphas)) != len(self.alphas):
             raise ValueError(f"alphas: an alpha is listed twice: {list(self.alphas)}")
+        object.__setattr__(self, "targets", tuple(float(target) for target in split_list(self.targets)))
+        if any(not target > 0 for target in self.targets) or len(set(self.targets)) != len(self.targets):
+            raise ValueError(f"targets must be distinct ratios > 0, got {list(self.targets)}")
+        check_positive(self, "job_attempts")
 
 
 # ---------------------------------------------------------------- flat names <-> nested configs

@@ -111,14 +111,8 @@ def train(config: TrainConfig) -> Path:
 
     checkpoint = resumed_from
     for step in range(start_step, config.num_steps):
-        timings: dict[str, float] = {}
-        clock = time.perf_counter()
-
-        def lap(phase: str) -> None:
-            nonlocal clock
-            now = time.perf_counter()
-            timings[f"time/{phase}"] = now - clock
-            clock = now
+        clock = PhaseClock()
+        lap, timings = clock.lap, clock.timings
 
         # ------------------------------------------------------------------ 1. prompts
         batch = [examples[index] for index in prompt_indices(len(examples), B, step, config.seed)]
@@ -167,6 +161,19 @@ def train(config: TrainConfig) -> Path:
     (output_dir / "final_checkpoint").write_text(str(checkpoint.resolve()))
     log.info(f"done: final model at {checkpoint}")
     return checkpoint
+
+
+class PhaseClock:
+    """Seconds per phase of one rollout step, as `time/<phase>` metrics."""
+
+    def __init__(self) -> None:
+        self.timings: dict[str, float] = {}
+        self.last = time.perf_counter()
+
+    def lap(self, phase: str) -> None:
+        now = time.perf_counter()
+        self.timings[f"time/{phase}"] = now - self.last
+        self.last = now
 
 
 def step_metrics(step: int, alpha: float, correct: np.ndarray, num_tokens: np.ndarray, rewards: np.ndarray,

@@ -72,8 +72,8 @@ def select_model(rows: Iterable[dict[str, Any]], base: str, epsilon: float,
 
 def describe(selection: dict[str, Any]) -> str:
     """The printed answer: the choice and its bound, or that none qualifies, and every candidate's numbers."""
-    lines = [f"| model | problems | accuracy | base accuracy | lower bound of the difference | mean tokens | "
-             f"qualifies |", "|---|---|---|---|---|---|---|"]
+    lines = ["| model | problems | accuracy | base accuracy | lower bound of the difference | mean tokens | "
+             "qualifies |", "|---|---|---|---|---|---|---|"]
     for candidate in selection["candidates"]:
         lines.append(f"| {candidate['model']} | {candidate['problems']} | {100 * candidate['accuracy']:.1f}% | "
                      f"{100 * candidate['base_accuracy']:.1f}% | {100 * candidate['lower_bound']:+.1f} pts | "

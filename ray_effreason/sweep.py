@@ -2,7 +2,9 @@
 
     1. base      the base model: with no --model, the tiny verbose reasoner, built once on Ray and cached
     2. train     one Ray job per alpha (`jobs/train.py`), all submitted at once to the same cluster, so
-                 each run shows up as its own job in the dashboard; a finished alpha is skipped on rerun
+                 each run shows up as its own job in the dashboard; a finished alpha is skipped on rerun,
+                 a failed job resubmitted with --resume (--job-attempts). With --targets R,...: one job
+                 per token budget instead (`target-R`, alpha driven by alpha_controller.py)
     3. evaluate  the base and every final checkpoint on the task's test split (eval_runner, resumable)
     4. report    summary.json (the evaluation's summary, plus "family": one entry per model, the same
                  metric names), summary.md, pareto.png, tokens_by_level.png
@@ -16,14 +18,15 @@ from __future__ import annotations
 import json
 import sys
 import time
-from dataclasses import replace
+import uuid
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import ray
 
 from ray_effreason.cli import to_arguments
-from ray_effreason.config import EvalConfig, SweepConfig
+from ray_effreason.config import EvalConfig, SweepConfig, TrainConfig, from_flat
 from ray_effreason.tasks import task_class
 
 
@@ -50,60 +53,89 @@ def build_base(config: SweepConfig) -> str:
     return str(ray.get(build.remote(path, num_threads=2)))
 
 
-def submit_training_jobs(config: SweepConfig, base: str, client: Any) -> dict[float, str]:
-    """Step 2: one `jobs/train.py` job per alpha not already finished; returns alpha -> run dir."""
-    runs: dict[float, str] = {}
-    script = Path(__file__).resolve().parents[1] / "jobs" / "train.py"
+@dataclass(frozen=True)
+class Member:
+    """One model of the family: its name, its labels in summary.json, its flags over the sweep's training config."""
+
+    name: str
+    labels: dict[str, Any]
+    overrides: dict[str, Any]
+
+
+def family_members(config: SweepConfig) -> list[Member]:
+    """By alpha (`alpha-A`), or, with --targets, by token budget (`target-R`: alpha found by the controller)."""
+    if config.targets:
+        return [Member(f"target-{ratio:g}", {"target": ratio}, {"target_token_ratio": ratio})
+                for ratio in config.targets]
+    return [Member(f"alpha-{alpha:g}", {"alpha": alpha}, {"alpha": alpha}) for alpha in config.alphas]
+
+
+def submit_job(config: SweepConfig, member: Member, base: str, client: Any) -> str:
+    """One `jobs/train.py` job for `member` (resuming its last checkpoint when it has one); returns the job id."""
+    run_dir = Path(config.output_dir) / member.name
+    train = from_flat(TrainConfig, {**member.overrides, "output_dir": str(run_dir), "run_name": member.name,
+                                    "resume": (run_dir / "checkpoints").exists(), "model": base},
+                      base=config.train, where=f"family member {member.name}")
+    flags = " ".join(json.dumps(argument) for argument in to_arguments(train))
     runtime_env = ray.get_runtime_context().runtime_env or {}
-    for alpha in config.alphas:
-        run_dir = Path(config.output_dir) / f"alpha-{alpha:g}"
-        runs[alpha] = str(run_dir)
-        if (run_dir / "final_checkpoint").exists():
-            print(f"alpha {alpha:g}: already trained ({run_dir}), skipped", flush=True)
-            continue
-        train = replace(config.train, output_dir=str(run_dir), run_name=f"alpha-{alpha:g}",
-                        resume=(run_dir / "checkpoints").exists(),
-                        model=replace(config.train.model, model=base),
-                        reward=replace(config.train.reward, alpha=alpha))
-        flags = " ".join(json.dumps(argument) for argument in to_arguments(train))
-        if runtime_env.get("working_dir"):  # submitted with a working dir: children get the same one
-            entrypoint, env = f"python jobs/train.py {flags}", dict(runtime_env)
-        else:
-            entrypoint, env = f"{sys.executable} {script} {flags}", None
-        job_id = client.submit_job(entrypoint=entrypoint, runtime_env=env,
-                                   submission_id=f"{Path(config.output_dir).name}-alpha-{alpha:g}-{int(time.time())}")
-        print(f"alpha {alpha:g}: submitted job {job_id} -> {run_dir}", flush=True)
-        runs[alpha] = str(run_dir)
-        (run_dir).mkdir(parents=True, exist_ok=True)
-        (run_dir / "job_id").write_text(job_id)
-    return runs
+    if runtime_env.get("working_dir"):  # submitted with a working dir: children get the same one
+        entrypoint, env = f"python jobs/train.py {flags}", dict(runtime_env)
+    else:
+        script = Path(__file__).resolve().parents[1] / "jobs" / "train.py"
+        entrypoint, env = f"{sys.executable} {script} {flags}", None
+    job_id = client.submit_job(entrypoint=entrypoint, runtime_env=env,
+                               submission_id=f"{Path(config.output_dir).name}-{member.name}-{uuid.uuid4().hex[:8]}")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "job_id").write_text(job_id)
+    print(f"{member.name}: submitted job {job_id} -> {run_dir}" + (" (resuming)" if train.resume else ""), flush=True)
+    return job_id
 
 
-def wait_for_jobs(runs: dict[float, str], client: Any, poll_s: float = 5.0) -> None:
+def train_family(config: SweepConfig, members: list[Member], base: str, client: Any, poll_s: float = 5.0) -> None:
+    """Step 2: every unfinished member as its own job at once; a failed job is resubmitted with --resume
+    (at most `job_attempts` runs per member), so a lost node costs the steps since the last checkpoint."""
     from ray.job_submission import JobStatus
 
-    pending = {alpha: (Path(run) / "job_id").read_text() for alpha, run in runs.items()
-               if not (Path(run) / "final_checkpoint").exists()}
+    pending: dict[str, tuple[Member, str, int]] = {}
+    for member in members:
+        if (Path(config.output_dir) / member.name / "final_checkpoint").exists():
+            print(f"{member.name}: already trained, skipped", flush=True)
+            continue
+        pending[member.name] = (member, submit_job(config, member, base, client), 1)
     while pending:
-        for alpha, job_id in list(pending.items()):
+        for name, (member, job_id, attempt) in list(pending.items()):
             status = client.get_job_status(job_id)
-            if status in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STOPPED):
-                del pending[alpha]
-                print(f"alpha {alpha:g}: job {job_id} {status}", flush=True)
-                if status != JobStatus.SUCCEEDED:
-                    logs = client.get_job_logs(job_id)
-                    raise RuntimeError(f"training job for alpha {alpha:g} ({job_id}) {status}; rerun the sweep to "
-                                       f"resume from its last checkpoint. Last log lines:\n{logs[-3000:]}")
+            if status not in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STOPPED):
+                continue
+            print(f"{name}: job {job_id} {status}", flush=True)
+            del pending[name]
+            if status == JobStatus.SUCCEEDED:
+                continue
+            logs = client.get_job_logs(job_id)
+            if attempt >= config.job_attempts:
+                raise RuntimeError(f"training job for {name} ({job_id}) {status} on attempt {attempt} of "
+                                   f"{config.job_attempts}; rerun the sweep to resume from its last checkpoint. "
+                                   f"Last log lines:\n{logs[-3000:]}")
+            print(f"{name}: attempt {attempt} {status}, resubmitting with --resume. Last log lines:\n{logs[-1000:]}",
+                  flush=True)
+            pending[name] = (member, submit_job(config, member, base, client), attempt + 1)
         time.sleep(poll_s if pending else 0)
 
 
-def family_view(summary: dict[str, Any], alphas: dict[str, float | None], task: str) -> list[dict[str, Any]]:
-    """Step 4: one entry per model, a view over summary["models"] with the same metric names (alpha None = the base)."""
+def final_alpha(run_dir: Path) -> float | None:
+    """The alpha a budget-trained member ended with (the controller's, from its last metrics record)."""
+    lines = [line for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    return json.loads(lines[-1]).get("controller/alpha") if lines else None
+
+
+def family_view(summary: dict[str, Any], labels: dict[str, dict[str, Any]], task: str) -> list[dict[str, Any]]:
+    """Step 4: one entry per model, a view over summary["models"] with the same metric names, and each model's
+    labels (alpha; target and the final alpha for a budget family; alpha None = the base)."""
     names = ("accuracy", "mean_tokens", "tokens_over_min_tokens", "truncation_rate")
     entries = []
-    for name, alpha in alphas.items():
+    for name, label in labels.items():
         metrics = summary["models"][name][task]
-        entries.append({"name": name, "alpha": alpha, "task": task, **{key: metrics.get(key) for key in names},
+        entries.append({"name": name, **label, "task": task, **{key: metrics.get(key) for key in names},
                         "n_samples": metrics["n_samples"],
                         "by_level": {level: {key: values.get(key) for key in (*names, "n_samples")}
                                      for level, values in metrics.get("by_level", {}).items()}})
@@ -115,7 +147,7 @@ def family_table(entries: list[dict[str, Any]], base: dict[str, Any]) -> str:
              "|---|---|---|---|---|---|"]
     for entry in entries:
         ratio = entry["tokens_over_min_tokens"]
-        alpha = "base" if entry["alpha"] is None else f"{entry['alpha']:g}"
+        alpha = "base" if entry["name"] == "base" else "-" if entry["alpha"] is None else f"{entry['alpha']:.3g}"
         lines.append(f"| {entry['name']} | {alpha} | "
                      f"{100 * entry['accuracy']:.1f}% | {entry['mean_tokens']:.1f} | "
                      f"{100 * entry['mean_tokens'] / base['mean_tokens']:.0f}% | "
@@ -137,19 +169,23 @@ def run_sweep(config: SweepConfig, dashboard_url: str) -> dict[str, Any]:
     # ------------------------------------------------------------------ 2. train
     from ray.job_submission import JobSubmissionClient
 
-    client = JobSubmissionClient(f"http://{dashboard_url}")
-    runs = submit_training_jobs(config, base, client)
-    wait_for_jobs(runs, client)
+    members = family_members(config)
+    train_family(config, members, base, JobSubmissionClient(f"http://{dashboard_url}"))
     trained = time.perf_counter()
     # ------------------------------------------------------------------ 3. evaluate
-    finals = {alpha: (Path(run) / "final_checkpoint").read_text().strip() for alpha, run in runs.items()}
-    names = ("base", *(f"alpha-{alpha:g}" for alpha in finals))
-    alphas = dict(zip(names, (None, *finals)))
+    run_dirs = {member.name: Path(config.output_dir) / member.name for member in members}
+    finals = {name: (run_dir / "final_checkpoint").read_text().strip() for name, run_dir in run_dirs.items()}
+    labels: dict[str, dict[str, Any]] = {"base": {"alpha": None}}
+    for member in members:
+        labels[member.name] = dict(member.labels)
+        if "target" in member.labels:
+            labels[member.name]["alpha"] = final_alpha(run_dirs[member.name])
+    names = ("base", *finals)
     eval_config = family_eval_config(config, (base, *finals.values()), names, output_dir / "eval")
-    summary = evaluate(eval_config, labels={name: {"alpha": alpha} for name, alpha in alphas.items()})
+    summary = evaluate(eval_config, labels=labels)
     # ------------------------------------------------------------------ 4. report
     task = eval_config.tasks[0]
-    entries = family_view(summary, alphas, task)
+    entries = family_view(summary, labels, task)
     table = family_table(entries, entries[0])
     result = {**summary, "family": entries, "family_task": task, "base_model_path": base,
               "seconds": {"total": time.perf_counter() - started, "train": trained - started},
