@@ -123,7 +123,7 @@ def test_multiple_choice_gold_grades_correct_and_other_options_wrong(data_dir, n
 def test_math_examples_carry_instruction_level_subject_and_reference(data_dir):
     task = load_task("math500", data_dir / "math500")
     assert len({example.id for example in task.examples}) == 500
-    assert all(example.prompt.endswith("\n" + MATH_INSTRUCTION) for example in task.examples)
+    assert all(example.prompt.startswith(MATH_INSTRUCTION + " Question: ") for example in task.examples)
     assert {example.level for example in task.examples} == {1, 2, 3, 4, 5}
     assert len({example.subject for example in task.examples}) == 7
     assert all(extract_last_boxed(example.reference) for example in task.examples)
@@ -219,7 +219,7 @@ def test_numina_gold_is_last_box_and_rows_without_one_are_dropped(tmp_path):
     task = load_task("numina_math", path)
     assert [example.gold for example in task.examples] == ["\\frac{1}{2}", "\\{1, 2\\}"]
     assert task.rows_without_answer == 2 and task.bad_rows.count == 0
-    assert task.examples[0].prompt == "Find x.\n" + MATH_INSTRUCTION
+    assert task.examples[0].prompt == MATH_INSTRUCTION + " Question: Find x."  # the paper's wording (§8)
     assert task.grade("\\boxed{0.5}", task.examples[0]) and not task.grade("\\boxed{1}", task.examples[0])
     assert task.grade("\\boxed{\\{2,1\\}}", task.examples[1])
 
@@ -243,7 +243,7 @@ def test_row_converters_accept_the_hugging_face_layouts():
     hub_aime = aime.example_from_row({"id": 60, "problem": "P", "solution": "S", "answer": "073", "url": "u"}, 0)
     assert (hub_aime.id, hub_aime.gold, hub_aime.reference) == ("60", "73", "S")
     hub_amc = amc.example_from_row({"id": 0, "question": "P", "answer": 27.0, "url": "u"}, 0)
-    assert (hub_amc.gold, hub_amc.prompt) == ("27", "P\n" + MATH_INSTRUCTION)
+    assert (hub_amc.gold, hub_amc.prompt) == ("27", MATH_INSTRUCTION + " Question: P")
     bbh_input = "Order them.\nOptions:\n(A) The owl is first\n(B) The hawk is first\n(C) The jay is first"
     hub_bbh = logical_deduction.example_from_row({"input": bbh_input, "target": "(B)"}, 4)
     assert (hub_bbh.gold, hub_bbh.level, hub_bbh.choices[1]) == ("B", 3, "The hawk is first")

@@ -17,7 +17,7 @@ from ray_effreason.tasks.commonsenseqa import CommonsenseQA
 from ray_effreason.tasks.gsm8k import GSM8K
 from ray_effreason.tasks.logical_deduction import LogicalDeduction
 from ray_effreason.tasks.math500 import MATH500
-from ray_effreason.tasks.numina import NuminaMath
+from ray_effreason.tasks.numina import NuminaMath, NuminaMathCoT
 from ray_effreason.tasks.synthetic import SyntheticArithmetic
 from ray_effreason.tasks.task_set import TaskSet
 
@@ -32,6 +32,7 @@ TASKS: dict[str, type[Task]] = {
     "commonsenseqa": CommonsenseQA,
     "logical_deduction": LogicalDeduction,
     "numina_math": NuminaMath,
+    "numina_math_cot": NuminaMathCoT,
     "synthetic": SyntheticArithmetic,
 }
 
@@ -42,7 +43,7 @@ def task_class(name: str) -> type[Task]:
     >>> task_class("imagenet")
     Traceback (most recent call last):
     ...
-    ValueError: unknown task 'imagenet'; valid names: aime2024, amc23, commonsenseqa, gsm8k, logical_deduction, math500, numina_math, synthetic
+    ValueError: unknown task 'imagenet'; valid names: aime2024, amc23, commonsenseqa, gsm8k, logical_deduction, math500, numina_math, numina_math_cot, synthetic
     """
     if name not in TASKS:
         raise ValueError(f"unknown task {name!r}; valid names: {', '.join(sorted(TASKS))}")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ray_effreason.tasks.base import MATH_INSTRUCTION, Example, Task, load_examples, load_hf_rows
+from ray_effreason.tasks.base import Example, Task, load_examples, load_hf_rows, math_prompt
 from ray_effreason.verifiers import check_math
 
 
@@ -20,7 +20,7 @@ def example_from_row(row: dict[str, Any], index: int) -> Example:
         raise ValueError(f"AIME answer {gold} is not in 0..999")
     identifier = row.get("id")
     return Example(id=f"aime2024-{index}" if identifier is None else str(identifier),
-                   prompt=row["problem"].strip() + "\n" + MATH_INSTRUCTION, gold=gold, reference=row.get("solution"))
+                   prompt=math_prompt(row["problem"]), gold=gold, reference=row.get("solution"))
 
 
 class AIME2024(Task):

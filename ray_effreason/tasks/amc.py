@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ray_effreason.tasks.base import MATH_INSTRUCTION, Example, Task, load_examples, load_hf_rows
+from ray_effreason.tasks.base import Example, Task, load_examples, load_hf_rows, math_prompt
 from ray_effreason.verifiers import check_math
 
 
@@ -19,7 +19,7 @@ def example_from_row(row: dict[str, Any], index: int) -> Example:
     problem = row["problem"] if "problem" in row else row["question"]
     identifier = row.get("id")
     return Example(id=f"amc23-{index}" if identifier is None else str(identifier),
-                   prompt=problem.strip() + "\n" + MATH_INSTRUCTION, gold=str(int(answer)))
+                   prompt=math_prompt(problem), gold=str(int(answer)))
 
 
 class AMC23(Task):

@@ -15,6 +15,16 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
 MATH_INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
+
+
+def math_prompt(problem: str) -> str:
+    """The paper's user message for a math problem, in training and in evaluation (PAPER.md §8).
+
+    >>> math_prompt(" What is 2+2? ")
+    'Please reason step by step, and put your final answer within \\\\boxed{}. Question: What is 2+2?'
+    """
+    return f"{MATH_INSTRUCTION} Question: {problem.strip()}"
+
 # Multiple choice (CommonsenseQA, Logical Deduction): the paper gives no protocol (PAPER.md §4), so we
 # mirror its math instruction and grade the last \\boxed{} like the math tasks.
 CHOICE_INSTRUCTION = ("Please reason step by step, and put the letter of the correct option "

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ray_effreason.tasks.base import MATH_INSTRUCTION, Example, Task, example_id, load_examples, load_hf_rows
+from ray_effreason.tasks.base import Example, Task, example_id, load_examples, load_hf_rows, math_prompt
 from ray_effreason.verifiers import check_math
 
 
@@ -28,7 +28,7 @@ def example_from_row(row: dict[str, Any], index: int, split: str = "test") -> Ex
     gold = str(row["final"]).strip() if "final" in row else final_answer(row["answer"])
     if not gold.lstrip("-").isdigit():
         raise ValueError(f"gold answer {gold!r} is not an integer")
-    return Example(id=example_id("gsm8k", split, index), prompt=row["question"].strip() + "\n" + MATH_INSTRUCTION,
+    return Example(id=example_id("gsm8k", split, index), prompt=math_prompt(row["question"]),
                    gold=gold, reference=row["answer"])
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ray_effreason.tasks.base import MATH_INSTRUCTION, Example, Task, load_examples, load_hf_rows
+from ray_effreason.tasks.base import Example, Task, load_examples, load_hf_rows, math_prompt
 from ray_effreason.verifiers import check_math
 
 FIELDS = ("problem", "solution", "answer", "subject", "level", "unique_id")
@@ -20,7 +20,7 @@ def example_from_row(row: dict[str, Any], index: int) -> Example:
         raise ValueError(f"level {level} is not in 1..5")
     if not str(row["answer"]).strip():
         raise ValueError("empty answer")
-    return Example(id=str(row["unique_id"]), prompt=row["problem"].strip() + "\n" + MATH_INSTRUCTION,
+    return Example(id=str(row["unique_id"]), prompt=math_prompt(row["problem"]),
                    gold=str(row["answer"]), level=level, subject=str(row["subject"]), reference=row["solution"])
 
 

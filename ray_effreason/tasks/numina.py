@@ -1,7 +1,10 @@
-"""NuminaMath-CoT training prompts (paper §3): problem -> prompt, gold = last \\boxed{} of `solution`.
+"""NuminaMath training prompts (paper §3): problem -> prompt, gold = last \\boxed{} of `solution`.
 
-The paper trains on the first 3,200 rows of a pre-filtered split of `AI-MO/NuminaMath-CoT` whose
-answers are "easily parsed"; the filter itself is not published. Here every row whose solution has no
+`numina_math` is the authors' public split, `daman1209arora/compression_dataset` (99,302 rows of the
+MATH, cn_k12, AIME, AoPS and Olympiad subsets of NuminaMath-CoT, "easily parsed" problems, same
+`problem`/`solution` fields); the paper trains on its first 3,200 rows (the trainer's `max_prompts`).
+`numina_math_cot` is the full `AI-MO/NuminaMath-CoT`, whose source mix (gsm8k, orca_math, synthetic_*)
+differs. The authors' filter itself is not published. Here every row whose solution has no
 usable last box (none, empty, or too complex for the verifier's pre-checks) is dropped and counted in
 `rows_without_answer`; picking the first 3,200 is the trainer's job. Answers are not sympy-parsed at
 load time (100k rows at ~100/s would take 15 minutes); an unparseable gold grades None.
@@ -11,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ray_effreason.tasks.base import MATH_INSTRUCTION, Example, Task, example_id, load_examples, load_hf_rows
+from ray_effreason.tasks.base import Example, Task, example_id, load_examples, load_hf_rows, math_prompt
 from ray_effreason.verifiers import check_math, clean_answer, extract_last_boxed, too_complex
 
 
@@ -29,7 +32,7 @@ def gold_from_solution(solution: str) -> str | None:
 
 class NuminaMath(Task):
     name = "numina_math"
-    hub_id = "AI-MO/NuminaMath-CoT"
+    hub_id = "daman1209arora/compression_dataset"  # the authors' split (PAPER.md §3)
     eval_split = "train"  # a training set: its prompts are its train split
     eval_tasks = ("math500",)  # what the sweep evaluates a NuminaMath-trained family on
 
@@ -43,7 +46,7 @@ class NuminaMath(Task):
             self.rows_without_answer += 1
             return None
         return Example(id=example_id("numina_math", self.split, index),
-                       prompt=row["problem"].strip() + "\n" + MATH_INSTRUCTION, gold=gold,
+                       prompt=math_prompt(row["problem"]), gold=gold,
                        reference=row["solution"])
 
     def _load(self) -> list[Example]:
@@ -53,3 +56,10 @@ class NuminaMath(Task):
 
     def grade(self, completion: str, example: Example) -> bool | None:
         return check_math(completion, example.gold)
+
+
+class NuminaMathCoT(NuminaMath):
+    """The whole NuminaMath-CoT (not the paper's data: another source mix); selectable by name."""
+
+    name = "numina_math_cot"
+    hub_id = "AI-MO/NuminaMath-CoT"
