@@ -29,6 +29,7 @@ from typing import Any, Callable, Iterable, Mapping
 from ray_effreason.advantages import ADVANTAGE_ESTIMATORS
 from ray_effreason.devices import DEVICES
 from ray_effreason.losses import AGGREGATIONS, KL_ESTIMATORS
+from ray_effreason.tasks.base import PROMPT_TEMPLATES
 
 # The generator backends' names; the classes are in actors/generator.py (which imports torch and vLLM).
 # "auto": vLLM where it is installed, else transformers (actors/launch.generator_backend).
@@ -88,6 +89,7 @@ class SamplingConfig:
     top_p: float
     max_new_tokens: int
     max_prompt_tokens: int
+    prompt_template: str = "chat"
 
 
 @dataclass(frozen=True)
@@ -104,8 +106,11 @@ class RolloutConfig:
     tensor_parallel_size: int = option(1, "vLLM tensor parallel GPUs per generation worker")
     gpu_memory_utilization: float = option(0.85, "vLLM gpu_memory_utilization")
     generation_batch_size: int = option(64, "transformers backend: sequences per generate() call")
+    prompt_template: str = option("chat", " | ".join(PROMPT_TEMPLATES) + ": the tokenizer's chat template (the "
+                                  "paper's evaluation) or the paper's literal training string (PAPER.md §8)")
 
     def __post_init__(self) -> None:
+        check_choice("prompt_template", self.prompt_template, PROMPT_TEMPLATES)
         check_positive(self, "samples_per_prompt", "prompts_per_step", "max_new_tokens", "num_generators",
                        "tensor_parallel_size", "generation_batch_size", "max_prompt_tokens")
         if self.samples_per_prompt < 2:
@@ -119,7 +124,7 @@ class RolloutConfig:
     def sampling(self, max_new_tokens: int | None = None) -> SamplingConfig:
         """The per-call sampling settings (`max_new_tokens` overrides the budget, e.g. for a forced answer)."""
         return SamplingConfig(self.temperature, self.top_p, max_new_tokens or self.max_new_tokens,
-                              self.max_prompt_tokens)
+                              self.max_prompt_tokens, self.prompt_template)
 
 
 @dataclass(frozen=True)

@@ -22,15 +22,45 @@ _TINY_TRAIN: dict[str, Any] = {
     "generator_backend": "transformers",
 }
 
-TRAIN_PRESETS: dict[str, dict[str, Any]] = {"paper": {}, "tiny": _TINY_TRAIN}
+# PAPER.md §2, every hyperparameter of the original scripts (run_rloo_1.5B.sh / run_rloo_7B.sh), one node of
+# 4 (1.5B) or two of 4 (7B) GH200s: learners = the actor+ref GPUs, generators = the vLLM engines (TP 1).
+_PAPER_COMMON: dict[str, Any] = {
+    "task": "numina_math", "max_prompts": 3200, "steps": None, "save_every": 10, "keep_checkpoints": 10, "seed": 42,
+    "samples_per_prompt": 8, "prompts_per_step": 32, "temperature": 1.0, "top_p": 1.0, "max_new_tokens": 32000,
+    "max_prompt_tokens": 512, "prompt_template": "paper", "alpha": 0.2,
+    "advantage": "rloo", "aggregation": "seq-mean-token-mean", "clip_low": 0.2, "clip_high": None, "kl_coef": 1e-3,
+    "kl_estimator": "k1", "whiten_advantages": True,  # OpenRLHF whitens RLOO advantages (PAPER.md §1.4)
+    "train_batch_size": 128, "micro_batch_size": 1, "warmup_steps": 6, "weight_decay": 0.0, "grad_clip": 1.0,
+    "gradient_checkpointing": True, "tensor_parallel_size": 1,
+}
+_PAPER_1_5B = {**_PAPER_COMMON, "model": "deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B", "lr": 5e-6, "zero_stage": 2,
+               "offload_optimizer": False, "num_learners": 2, "num_generators": 2}
+_PAPER_7B = {**_PAPER_COMMON, "model": "deepseek-ai/DeepSeek-R1-Distill-Qwen-7B", "lr": 2e-6, "zero_stage": 3,
+             "offload_optimizer": True, "num_learners": 4, "num_generators": 4}
+
+TRAIN_PRESETS: dict[str, dict[str, Any]] = {"paper": {}, "paper-1.5b": _PAPER_1_5B, "paper-7b": _PAPER_7B,
+                                            "tiny": _TINY_TRAIN}
+
+# PAPER.md §4: GSM8K (1 sample), MATH500 (3), AIME2024 (10) at 32,768 tokens, temperature 0.6, chat template,
+# the prediction's fallback to "the answer is" / the last number.
+_PAPER_EVAL: dict[str, Any] = {"tasks": ("gsm8k", "math500", "aime2024"), "max_new_tokens": 32768,
+                               "temperature": 0.6, "top_p": 1.0, "prompt_template": "chat", "samples": None}
 
 # The sweep's family is evaluated on 300 synthetic test problems at the training budget.
+def _paper_sweep(train: dict[str, Any]) -> dict[str, Any]:
+    """The paper's family (the site's alphas) on `train`'s settings, evaluated as the paper evaluates."""
+    values = {key: value for key, value in train.items() if key != "alpha"}  # each member sets its alpha
+    return {**values, "alphas": (0.05, 0.1, 0.2, 0.4), **{f"eval_{key}": value for key, value in _PAPER_EVAL.items()}}
+
+
 SWEEP_PRESETS: dict[str, dict[str, Any]] = {
     "paper": {},
-    "tiny": {**_TINY_TRAIN, "eval_limit": 300, "eval_max_new_tokens": 256, "eval_max_prompt_tokens": 64},
+    "paper-1.5b": _paper_sweep(_PAPER_1_5B),
+    "paper-7b": _paper_sweep(_PAPER_7B),
+    "tiny": {**_TINY_TRAIN, "eval_limit": 300, "eval_max_new_tokens": 256},
 }
 
-EVAL_PRESETS: dict[str, dict[str, Any]] = {"paper": {}}
+EVAL_PRESETS: dict[str, dict[str, Any]] = {"paper": _PAPER_EVAL}
 
 
 def _validate() -> None:

@@ -95,3 +95,54 @@ def test_every_knob_is_declared_once():
         assert len(leaves(cls)) == len(flat_fields(cls()))
     own = {field.name for field in dataclasses.fields(EvalConfig)}
     assert not own & {field.name for field in dataclasses.fields(RolloutConfig)}
+
+
+# PAPER.md §2, row by row: (what the table says, where it lives in TrainConfig, 1.5B, 7B)
+PAPER_TABLE = [
+    ("base model", "model.model", "deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B", "deepseek-ai/DeepSeek-R1-Distill-Qwen-7B"),
+    ("advantage estimator", "loss.advantage", "rloo", "rloo"),
+    ("samples per prompt", "rollout.samples_per_prompt", 8, 8),
+    ("prompts per rollout step", "rollout.prompts_per_step", 32, 32),
+    ("optimizer batch", "learner.train_batch_size", 128, 128),
+    ("micro batch per GPU", "learner.micro_batch_size", 1, 1),
+    ("clip eps", "loss.clip_low", 0.2, 0.2),
+    ("KL coefficient", "loss.kl_coef", 1e-3, 1e-3),
+    ("KL in the reward (k1)", "loss.kl_estimator", "k1", "k1"),
+    ("learning rate", "learner.lr", 5e-6, 2e-6),
+    ("warmup steps", "learner.warmup_steps", 6, 6),
+    ("weight decay", "learner.weight_decay", 0.0, 0.0),
+    ("grad-norm clip", "learner.grad_clip", 1.0, 1.0),
+    ("ZeRO stage", "learner.zero_stage", 2, 3),
+    ("adam offload", "learner.offload_optimizer", False, True),
+    ("gradient checkpointing", "learner.gradient_checkpointing", True, True),
+    ("actor GPUs", "learner.num_learners", 2, 4),
+    ("vLLM engines", "rollout.num_generators", 2, 4),
+    ("vLLM tensor parallel", "rollout.tensor_parallel_size", 1, 1),
+    ("temperature", "rollout.temperature", 1.0, 1.0),
+    ("top_p", "rollout.top_p", 1.0, 1.0),
+    ("generate max len", "rollout.max_new_tokens", 32000, 32000),
+    ("prompt max len", "rollout.max_prompt_tokens", 512, 512),
+    ("training prompt (no chat template)", "rollout.prompt_template", "paper", "paper"),
+    ("advantage whitening (OpenRLHF)", "loss.whiten_advantages", True, True),
+    ("loss aggregation", "loss.aggregation", "seq-mean-token-mean", "seq-mean-token-mean"),
+    ("max samples", "max_prompts", 3200, 3200),
+    ("data", "task", "numina_math", "numina_math"),
+    ("save steps", "save_every", 10, 10),
+    ("max checkpoints", "keep_checkpoints", 10, 10),
+    ("seed", "seed", 42, 42),
+]
+
+
+@pytest.mark.parametrize("preset, column", [("paper-1.5b", 2), ("paper-7b", 3)])
+def test_paper_presets_resolve_to_the_papers_hyperparameters(preset, column):
+    config = from_flat(TrainConfig, TRAIN_PRESETS[preset])
+    for row in PAPER_TABLE:
+        value = config
+        for part in row[1].split("."):
+            value = getattr(value, part)
+        assert value == row[column], row[0]
+    assert config.num_steps == 100  # 3200 / 32 rollout steps, 200 optimizer steps
+    sweep = from_flat(SweepConfig, SWEEP_PRESETS[preset])
+    assert sweep.eval.tasks == ("gsm8k", "math500", "aime2024") and sweep.eval.rollout.max_new_tokens == 32768
+    assert sweep.eval.samples_per_task == {"gsm8k": 1, "math500": 3, "aime2024": 10}
+    assert sweep.eval.rollout.prompt_template == "chat" and sweep.eval.rollout.temperature == 0.6

@@ -270,3 +270,36 @@ def test_every_registered_task_carries_its_facts_and_its_data_folder_exists(data
 def test_plain_load_reads_the_eval_split(data_dir):
     assert load_task("commonsenseqa", data_dir / "commonsenseqa").split == "validation"
     assert load_task("gsm8k", data_dir / "gsm8k").split == "test"
+
+
+# ---------------------------------------------------------------- prompt templates (PAPER.md §8)
+
+R1_CHAT_TEMPLATE = ("{{ bos_token }}{% for message in messages %}{% if message['role'] == 'user' %}"
+                    "{{ '<｜User｜>' + message['content'] }}{% endif %}{% endfor %}"
+                    "{% if add_generation_prompt %}{{ '<｜Assistant｜><think>\\n' }}{% endif %}")
+
+
+@pytest.fixture(scope="module")
+def r1_tokenizer():
+    """A tokenizer built locally with R1-Distill's special tokens and a chat template that, like the
+    revisions from 2025-02-09 on, appends `<think>\\n` to the generation prompt."""
+    from ray_effreason.tiny_reasoner import build_tokenizer
+
+    tokenizer = build_tokenizer()
+    tokenizer.add_special_tokens({"bos_token": "<｜begin▁of▁sentence｜>",
+                                  "additional_special_tokens": ["<｜User｜>", "<｜Assistant｜>"]})
+    tokenizer.chat_template = R1_CHAT_TEMPLATE
+    return tokenizer
+
+
+def test_paper_template_is_the_literal_training_string_without_think(r1_tokenizer):
+    from ray_effreason.tasks.base import math_prompt, prompt_token_ids, render_prompt
+
+    message = math_prompt("What is 2+2?")
+    expected = ("<｜begin▁of▁sentence｜><｜User｜>Please reason step by step, and put your final answer within "
+                "\\boxed{}. Question: What is 2+2?<｜Assistant｜>")
+    assert render_prompt(message, r1_tokenizer, "paper") == expected
+    assert render_prompt(message, r1_tokenizer, "chat") == expected + "<think>\n"  # evaluation: the chat template
+    ids = prompt_token_ids(message, r1_tokenizer, "paper")
+    assert ids[0] == r1_tokenizer.bos_token_id and ids.count(r1_tokenizer.bos_token_id) == 1  # BOS given literally
+    assert r1_tokenizer.decode(ids) == expected

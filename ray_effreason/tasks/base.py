@@ -88,18 +88,46 @@ def read_jsonl(path: str | Path, required: tuple[str, ...], skip_bad_rows: bool 
             yield line_number, row
 
 
-def render_prompt(user_message: str, tokenizer: Any | None) -> str:
-    """The text a model is prompted with: the tokenizer's chat template when it has one.
+# PAPER.md §8, the training prompt: OpenRLHF's --input_template, without --apply_chat_template; the BOS is
+# literal text and there is no `<think>\n` prefill (the model opens <think> itself). R1-Distill's tokens.
+PAPER_TRAINING_TEMPLATE = "<｜begin▁of▁sentence｜><｜User｜>{}<｜Assistant｜>"
 
-    Paper §8: evaluation applies the chat template with add_generation_prompt=True (the R1-Distill
-    template opens `<｜Assistant｜>` and newer revisions append `<think>\\n`). Without a chat template
-    the raw user message is used.
-    """
+
+def _chat(user_message: str, tokenizer: Any | None) -> str:
+    # Paper §8: evaluation applies the chat template with add_generation_prompt=True (the R1-Distill
+    # template opens `<｜Assistant｜>`, and revisions from 2025-02-09 on append `<think>\n`).
     if tokenizer is not None and getattr(tokenizer, "chat_template", None):
         return tokenizer.apply_chat_template(
-            [{"role": "user", "content": user_message}], tokenize=False, add_generation_prompt=True
-        )
-    return user_message
+            [{"role": "user", "content": user_message}], tokenize=False, add_generation_prompt=True)
+    return user_message  # no chat template: the raw message (the tokenizer then adds its special tokens)
+
+
+def _paper(user_message: str, tokenizer: Any | None) -> str:  # noqa: ARG001  (PROMPT_TEMPLATES' signature)
+    return PAPER_TRAINING_TEMPLATE.format(user_message)
+
+
+# --prompt-template: "chat" (the tokenizer's chat template: the paper's evaluation), "paper" (the paper's
+# literal training string).
+PROMPT_TEMPLATES = {"chat": _chat, "paper": _paper}
+
+
+def render_prompt(user_message: str, tokenizer: Any | None, template: str = "chat") -> str:
+    """The text a model is prompted with, by `template` (PROMPT_TEMPLATES).
+
+    >>> render_prompt("Q", None, "paper")
+    '<｜begin▁of▁sentence｜><｜User｜>Q<｜Assistant｜>'
+    """
+    if template not in PROMPT_TEMPLATES:
+        raise ValueError(f"unknown prompt template {template!r}; valid: {sorted(PROMPT_TEMPLATES)}")
+    return PROMPT_TEMPLATES[template](user_message, tokenizer)
+
+
+def prompt_token_ids(user_message: str, tokenizer: Any, template: str = "chat") -> list[int]:
+    """Rendered and tokenized. Special tokens are added only when the text has none of its own: a chat
+    template writes its BOS, the paper's string holds it literally (tokenized with add_special_tokens=False)."""
+    text = render_prompt(user_message, tokenizer, template)
+    own_special_tokens = template == "paper" or bool(getattr(tokenizer, "chat_template", None))
+    return tokenizer(text, add_special_tokens=not own_special_tokens)["input_ids"]
 
 
 class Task:
