@@ -25,8 +25,8 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from ray_effreason.tasks import load_task  # noqa: E402
 from ray_effreason.sympy_pool import default_pool  # noqa: E402
+from ray_effreason.tasks import load_task  # noqa: E402
 from ray_effreason.verifiers import grade_math  # noqa: E402
 
 

@@ -3,7 +3,8 @@
     python bench/bench_rl_vs_trl.py --measured-steps 5 --repeats 3   # ~5 min on 2 cores (+ a one-time model build)
 
 Both systems are driven by one TrainConfig (`BENCH`, below, overridable by every jobs/train.py flag; TRL
-gets it through `trl_adapter.trl_arguments`) and train the same tiny reasoner (`tiny_reasoner.build_tiny_reasoner`, a Qwen2 of under 1M
+gets it through `trl_adapter.trl_arguments`) and train the same tiny reasoner
+(`tiny_reasoner.build_tiny_reasoner`, a Qwen2 of under 1M
 parameters SFT-ed to write verbose traces, cached under --model-dir; the first run builds it) on the same
 synthetic prompts, tokenized identically, in the same order (our driver's seeded order; TRL gets it
 pre-ordered, shuffle off), with:
@@ -46,9 +47,11 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/trl_adapter.py beside this file
 
-from ray_effreason.cli import config_parser, parse_config  # noqa: E402
-from ray_effreason.config import TrainConfig, flat_fields  # noqa: E402
 from trl_adapter import PHASES, run_trl  # noqa: E402
+
+from ray_effreason.cli import config_parser, parse_config  # noqa: E402
+from ray_effreason.config import TrainConfig  # noqa: E402
+from ray_effreason.config_tree import flat_fields  # noqa: E402
 
 # Everything both systems share (and what a reader needs to reproduce a row), as TrainConfig flat names.
 BENCH: dict[str, Any] = {
@@ -90,9 +93,10 @@ def model_dir(path: Path, untrained: bool = False) -> Path:
 def run_config(base: TrainConfig, model: Path, total_steps: int, threads: int, output_dir: Path) -> TrainConfig:
     """The bench config of one run: this model, these steps, just enough prompts, all batches in one call."""
     rollout = base.rollout
-    return replace(base, output_dir=str(output_dir), steps=total_steps, max_prompts=rollout.prompts_per_step * total_steps,
-                   model=replace(base.model, model=str(model)),
-                   rollout=replace(rollout, generation_batch_size=rollout.prompts_per_step * rollout.samples_per_prompt),
+    samples = rollout.prompts_per_step * rollout.samples_per_prompt
+    return replace(base, output_dir=str(output_dir), steps=total_steps,
+                   max_prompts=rollout.prompts_per_step * total_steps,
+                   model=replace(base.model, model=str(model)), rollout=replace(rollout, generation_batch_size=samples),
                    learner=replace(base.learner, num_cpus_per_actor=float(threads)))
 
 

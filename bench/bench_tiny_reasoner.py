@@ -15,8 +15,14 @@ import tempfile
 import time
 
 from ray_effreason.tasks.synthetic import SyntheticArithmetic
-from ray_effreason.tiny_reasoner import (TinyModelShape, TinyReasonerConfig, build_model, build_tiny_reasoner,
-                                         build_tokenizer, sft_train)
+from ray_effreason.tiny_reasoner import (
+    TinyModelShape,
+    TinyReasonerConfig,
+    build_model,
+    build_tiny_reasoner,
+    build_tokenizer,
+    sft_train,
+)
 from ray_effreason.tiny_traces import VerboseStyle
 
 SPEED_STEPS = 20  # SFT steps timed per shape in `speed` mode

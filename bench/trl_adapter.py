@@ -79,7 +79,8 @@ def run_trl(config: TrainConfig, schedule: list[Any], threads: int,
     steps: list[dict[str, float]] = []
     current = dict.fromkeys(PHASES, 0.0) | {"tokens": 0.0, "max_tokens": 0.0, "logprobs": 0.0}
     clock = {"startup": 0.0}
-    optimizer_steps = config.rollout.prompts_per_step * config.rollout.samples_per_prompt // config.learner.train_batch_size
+    rollout = config.rollout
+    optimizer_steps = rollout.prompts_per_step * rollout.samples_per_prompt // config.learner.train_batch_size
 
     class TimedRLOOTrainer(RLOOTrainer):
         """Times the phases around RLOOTrainer's own methods (generate and grade nest in score)."""

@@ -14,7 +14,8 @@ import sys
 import ray
 
 from ray_effreason.cli import config_parser, parse_config
-from ray_effreason.config import TrainConfig, to_dict
+from ray_effreason.config import TrainConfig
+from ray_effreason.config_tree import to_dict
 from ray_effreason.driver import train
 from ray_effreason.presets import TRAIN_PRESETS
 

@@ -17,7 +17,8 @@ import re
 import typing
 from typing import Any, Mapping, Sequence
 
-from ray_effreason.config import flat_fields, from_flat, leaf_field, leaves, split_list
+from ray_effreason.config import split_list
+from ray_effreason.config_tree import flat_fields, from_flat, leaf_field, leaves
 
 NONE = "none"  # an optional value given as `none` on the command line is None
 
@@ -51,12 +52,16 @@ def _parser_of(annotation: Any) -> tuple[Any, bool]:
     leaf = concrete[0]
     if typing.get_origin(leaf) is tuple:
         item = typing.get_args(leaf)[0]
-        convert = (lambda text: tuple(item(value) for value in split_list(text)))
+
+        def convert(text: str) -> tuple:
+            return tuple(item(value) for value in split_list(text))
     else:
         convert = leaf if leaf in (int, float, str, bool) else str
     if optional and convert is not bool:
         inner = convert
-        convert = (lambda text: None if text.strip().lower() == NONE else inner(text))
+
+        def convert(text: str) -> Any:
+            return None if text.strip().lower() == NONE else inner(text)
     return convert, optional
 
 

@@ -40,7 +40,8 @@ from ray_effreason.actors.launch import cluster_device, init_weight_sync, start_
 from ray_effreason.advantages import compute_advantages
 from ray_effreason.alpha_controller import AlphaController
 from ray_effreason.batching import Sample
-from ray_effreason.config import TrainConfig, from_dict, to_dict
+from ray_effreason.config import TrainConfig
+from ray_effreason.config_tree import from_dict, to_dict
 from ray_effreason.evaluation import sample_metrics
 from ray_effreason.rewards import length_penalized_rewards
 from ray_effreason.run_log import RunLog

@@ -42,7 +42,8 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import ray
 
-from ray_effreason.config import EvalConfig, flat_fields, to_dict
+from ray_effreason.config import EvalConfig
+from ray_effreason.config_tree import flat_fields, to_dict
 from ray_effreason.evaluation import append_records, completed_keys, read_records
 from ray_effreason.seeding import sample_seed
 from ray_effreason.tasks import Task, TaskSet, load_task, task_class

@@ -116,7 +116,8 @@ def parse_arguments(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("command", choices=["start", "stop", "sweep"], help="what to do")
     parser.add_argument("--dashboard-port", type=int, default=8265, help="dashboard (and job API) port")
-    parser.add_argument("--num-cpus", type=int, default=None, help="logical CPUs of the head (default: 4 per core, >= 8)")
+    parser.add_argument("--num-cpus", type=int, default=None,
+                        help="logical CPUs of the head (default: 4 per core, >= 8)")
     # Everything after `--` goes to jobs/sweep_alpha.py untouched (argparse.REMAINDER would also swallow
     # this script's own options when they follow the command: `sweep --dashboard-port 8266 -- ...`).
     own, rest = (argv[:argv.index("--")], argv[argv.index("--") + 1:]) if "--" in argv else (argv, [])

@@ -175,21 +175,21 @@ def token_logprobs(logits, targets, temperature=1.0):
 # aggregation: token losses (N, T), zero on padding -> scalar
 
 
-def _seq_mean_token_mean(token_losses, valid, norm_tokens):
+def _seq_mean_token_mean(token_losses, valid, norm_tokens):  # noqa: ARG001  (AGGREGATIONS share a signature)
     # The paper's (OpenRLHF PolicyLoss): masked mean over each sequence's tokens, then mean over
     # sequences. A sequence without valid tokens contributes 0 but still counts in the batch mean.
     per_sequence = token_losses.sum(-1) / valid.sum(-1).clamp(min=1)  # (N,)
     return per_sequence.mean()
 
 
-def _token_mean(token_losses, valid, norm_tokens):
+def _token_mean(token_losses, valid, norm_tokens):  # noqa: ARG001
     # Every valid token of *this call's* batch weighs the same. Fed one micro-batch at a time with
     # gradient accumulation, the weighting holds within micro-batches only (with one sequence per
     # micro-batch this is seq-mean-token-mean again).
     return token_losses.sum() / valid.sum().clamp(min=1)
 
 
-def _seq_mean_token_sum_norm(token_losses, valid, norm_tokens):
+def _seq_mean_token_sum_norm(token_losses, valid, norm_tokens):  # noqa: ARG001
     # Dr. GRPO (Liu et al. 2025, "Understanding R1-Zero-Like Training"): divide each sequence's token
     # sum by a constant, not by its own length. With the per-sequence mean, each token of a sequence of
     # |o| tokens gets weight 1/|o|: a short correct answer is pushed up harder per token than a long

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ray_effreason.config import EvalConfig, SweepConfig, TrainConfig, from_flat
+from ray_effreason.config import EvalConfig, SweepConfig, TrainConfig
+from ray_effreason.config_tree import from_flat
 
 _TINY_TRAIN: dict[str, Any] = {
     "model": "tiny", "task": "synthetic", "max_prompts": 4096, "steps": 20, "save_every": 10, "rollouts_logged": 8,

@@ -12,8 +12,10 @@ def sample_seed(seed: int, *key: str | int) -> int:
     sample_index, purpose). Each part is written out, so ("a", 1) and ("a1",) differ.
 
     >>> first = sample_seed(0, "gsm8k", "gsm8k-0", 0, "sample")
-    >>> first == sample_seed(0, "gsm8k", "gsm8k-0", 0, "sample"), first == sample_seed(0, "gsm8k", "gsm8k-0", 1, "sample")
-    (True, False)
+    >>> first == sample_seed(0, "gsm8k", "gsm8k-0", 0, "sample")
+    True
+    >>> first == sample_seed(0, "gsm8k", "gsm8k-0", 1, "sample")
+    False
     """
     digest = hashlib.sha256("|".join(str(part) for part in (seed, *key)).encode()).digest()
     return int.from_bytes(digest[:4], "big")

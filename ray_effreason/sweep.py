@@ -26,7 +26,8 @@ from typing import Any
 import ray
 
 from ray_effreason.cli import to_arguments
-from ray_effreason.config import EvalConfig, SweepConfig, TrainConfig, from_flat
+from ray_effreason.config import EvalConfig, SweepConfig, TrainConfig
+from ray_effreason.config_tree import from_flat
 from ray_effreason.tasks import task_class
 
 

@@ -11,8 +11,8 @@ from ray_effreason.actors.learner import LearnerGroup, LearnerWorker
 from ray_effreason.actors.weight_sync import free_port
 from ray_effreason.batching import Sample
 from ray_effreason.config import LearnerConfig, LossConfig, RolloutConfig
-from ray_effreason.seeding import sample_seed
 from ray_effreason.rewards import length_penalized_rewards
+from ray_effreason.seeding import sample_seed
 from ray_effreason.tasks.synthetic import SyntheticArithmetic
 
 pytestmark = pytest.mark.ray  # starts a Ray cluster

@@ -6,7 +6,13 @@ import pytest
 import torch
 
 from ray_effreason.batching import (
-    MicroBatch, Sample, micro_batches, step_token_counts, token_mean_scales, whitened_advantages, whitening_sums,
+    MicroBatch,
+    Sample,
+    micro_batches,
+    step_token_counts,
+    token_mean_scales,
+    whitened_advantages,
+    whitening_sums,
 )
 from ray_effreason.losses import policy_loss
 

@@ -23,10 +23,9 @@ from pathlib import Path
 
 import jsonschema
 import pytest
+import ray.autoscaler
 import yaml
 from packaging.requirements import Requirement
-
-import ray.autoscaler
 from ray._private.runtime_env.packaging import GCS_STORAGE_MAX_SIZE, create_package
 from ray.autoscaler._private.util import prepare_config, validate_config
 from ray.runtime_env import RuntimeEnv

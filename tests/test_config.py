@@ -5,8 +5,8 @@ import dataclasses
 import pytest
 
 from ray_effreason.cli import config_parser, parse_config, to_arguments
-from ray_effreason.config import (EvalConfig, RolloutConfig, SamplingConfig, SweepConfig, TrainConfig, flat_fields,
-                                  from_dict, from_flat, leaves, to_dict)
+from ray_effreason.config import EvalConfig, RolloutConfig, SamplingConfig, SweepConfig, TrainConfig
+from ray_effreason.config_tree import flat_fields, from_dict, from_flat, leaves, to_dict
 from ray_effreason.presets import SWEEP_PRESETS, TRAIN_PRESETS
 
 
@@ -99,7 +99,8 @@ def test_every_knob_is_declared_once():
 
 # PAPER.md §2, row by row: (what the table says, where it lives in TrainConfig, 1.5B, 7B)
 PAPER_TABLE = [
-    ("base model", "model.model", "deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B", "deepseek-ai/DeepSeek-R1-Distill-Qwen-7B"),
+    ("base model", "model.model",
+     "deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B", "deepseek-ai/DeepSeek-R1-Distill-Qwen-7B"),
     ("advantage estimator", "loss.advantage", "rloo", "rloo"),
     ("samples per prompt", "rollout.samples_per_prompt", 8, 8),
     ("prompts per rollout step", "rollout.prompts_per_step", 32, 32),

@@ -14,11 +14,12 @@ import ray
 import torch
 from transformers import AutoTokenizer
 
-from ray_effreason.config import EvalConfig, from_flat
+from ray_effreason.config import EvalConfig
+from ray_effreason.config_tree import from_flat
 from ray_effreason.eval_runner import RECORDS, evaluate, load_tasks, model_names
+from ray_effreason.evaluation import read_records, read_summary
 from ray_effreason.forced_answer import answer_suffix
 from ray_effreason.tasks import TaskSet
-from ray_effreason.evaluation import read_records, read_summary
 from ray_effreason.tiny_reasoner import build_model, build_tokenizer
 
 pytestmark = pytest.mark.ray  # starts a Ray cluster

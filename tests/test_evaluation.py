@@ -7,9 +7,18 @@ import pyarrow.parquet as pq
 import pytest
 
 from ray_effreason import evaluation
-from ray_effreason.evaluation import (RECORD_SCHEMA, append_records, completed_keys, compute_metrics,
-                                      normalize_to_base, pass_at_k, read_records, read_summary,
-                                      records_to_table, write_summary)
+from ray_effreason.evaluation import (
+    RECORD_SCHEMA,
+    append_records,
+    completed_keys,
+    compute_metrics,
+    normalize_to_base,
+    pass_at_k,
+    read_records,
+    read_summary,
+    records_to_table,
+    write_summary,
+)
 
 
 def make_record(**overrides):

@@ -76,7 +76,8 @@ def test_scaled_down_sweep_runs_as_parallel_jobs_and_writes_the_report(head, tin
     output = tmp_path / "sweep"
     result = submit("jobs/sweep_alpha.py", "--preset", "tiny", "--model", tiny_model, "--alphas", "0,0.2",
                     "--steps", "2", "--save-every", "2", "--prompts-per-step", "4", "--train-batch-size", "32",
-                    "--micro-batch-size", "8", "--max-new-tokens", "32", "--eval-limit", "6", "--eval-max-new-tokens", "32",
+                    "--micro-batch-size", "8", "--max-new-tokens", "32",
+                    "--eval-limit", "6", "--eval-max-new-tokens", "32",
                     "--output-dir", str(output))
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-3000:]
     summary = json.loads((output / "summary.json").read_text())

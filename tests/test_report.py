@@ -7,8 +7,14 @@ import pytest
 from matplotlib.image import imread
 
 from ray_effreason.evaluation import compute_metrics, records_to_table
-from ray_effreason.report import (levels_markdown_table, markdown_table, pareto_front, plot_pareto,
-                                  plot_tokens_by_level, write_report)
+from ray_effreason.report import (
+    levels_markdown_table,
+    markdown_table,
+    pareto_front,
+    plot_pareto,
+    plot_tokens_by_level,
+    write_report,
+)
 
 PNG_HEADER = b"\x89PNG\r\n\x1a\n"
 

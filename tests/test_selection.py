@@ -24,7 +24,8 @@ def test_the_cheapest_model_within_epsilon_is_chosen():
     base = rng.random(300) < 0.9
     same = base.copy()  # identical answers at half the tokens: bound 0
     worse = base & (rng.random(300) < 0.8)  # loses ~18 points: never within 2
-    rows = records("base", list(base), 100) + records("alpha-0.1", list(same), 50) + records("alpha-0.4", list(worse), 20)
+    rows = (records("base", list(base), 100) + records("alpha-0.1", list(same), 50)
+            + records("alpha-0.4", list(worse), 20))
     selection = select_model(rows, "base", epsilon=0.02)
     assert selection["choice"] == "alpha-0.1"
     by_model = {c["model"]: c for c in selection["candidates"]}

@@ -7,7 +7,12 @@ import pytest
 
 from ray_effreason.tasks.base import DataError
 from ray_effreason.tasks.synthetic import (
-    SyntheticArithmetic, expression_of, minimal_completion, split_of, trace_steps, write_examples,
+    SyntheticArithmetic,
+    expression_of,
+    minimal_completion,
+    split_of,
+    trace_steps,
+    write_examples,
 )
 from ray_effreason.tiny_reasoner import build_tokenizer
 from ray_effreason.tiny_traces import verbose_completion

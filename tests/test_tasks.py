@@ -139,7 +139,8 @@ def test_logical_deduction_level_is_the_number_of_objects(data_dir):
     assert all(len(example.choices) == example.level for example in task.examples)
     assert all(example.prompt.endswith(CHOICE_INSTRUCTION) and "Options:\n(A) " in example.prompt
                for example in task.examples)
-    one_file = load_task("logical_deduction", data_dir / "bbh_logical_deduction" / "logical_deduction_seven_objects.jsonl")
+    one_file = load_task("logical_deduction",
+                         data_dir / "bbh_logical_deduction" / "logical_deduction_seven_objects.jsonl")
     assert len(one_file) == 250 and {example.level for example in one_file.examples} == {7}
 
 

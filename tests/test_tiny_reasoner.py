@@ -8,9 +8,15 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from ray_effreason.tasks.base import MATH_INSTRUCTION, render_prompt
-from ray_effreason.tasks.synthetic import SyntheticArithmetic, minimal_completion
+from ray_effreason.tasks.synthetic import SyntheticArithmetic
 from ray_effreason.tiny_reasoner import (
-    TinyModelShape, TinyReasonerConfig, build_model, build_tiny_reasoner, build_tokenizer, evaluate_tiny, sft_train,
+    TinyModelShape,
+    TinyReasonerConfig,
+    build_model,
+    build_tiny_reasoner,
+    build_tokenizer,
+    evaluate_tiny,
+    sft_train,
 )
 from ray_effreason.tiny_traces import verbose_completion
 

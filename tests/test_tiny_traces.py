@@ -5,7 +5,11 @@ import random
 import pytest
 
 from ray_effreason.tasks.synthetic import (
-    SyntheticArithmetic, count_tokens, expression_of, minimal_completion, trace_steps,
+    SyntheticArithmetic,
+    count_tokens,
+    expression_of,
+    minimal_completion,
+    trace_steps,
 )
 from ray_effreason.tiny_reasoner import build_tokenizer
 from ray_effreason.tiny_traces import REDUNDANT_LINES, VerboseStyle, verbose_completion

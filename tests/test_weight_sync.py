@@ -12,6 +12,7 @@ def test_buckets_keep_order_split_by_size_and_dtype():
 
 
 def test_a_tensor_larger_than_a_bucket_gets_its_own():
-    specs = [ParamSpec("small", (2,), "float32"), ParamSpec("huge", (1000,), "float32"), ParamSpec("tail", (2,), "float32")]
+    specs = [ParamSpec("small", (2,), "float32"), ParamSpec("huge", (1000,), "float32"),
+             ParamSpec("tail", (2,), "float32")]
     assert [[spec.name for spec in bucket] for bucket in buckets(specs, bucket_bytes=64)] == [
         ["small"], ["huge"], ["tail"]]

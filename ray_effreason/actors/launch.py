@@ -131,7 +131,7 @@ def sync_weights(actors: Actors, specs: list[Any]) -> None:
 
 def stop_actors(actors: Actors) -> None:
     """Kill the run's actors and free its placement group (evaluations start one set per model)."""
-    workers = actors.generators.workers + actors.verifiers.workers + (actors.learners.workers if actors.learners else [])
-    for worker in workers:
+    learners = actors.learners.workers if actors.learners else []
+    for worker in actors.generators.workers + actors.verifiers.workers + learners:
         ray.kill(worker)
     ray.util.remove_placement_group(actors.placement_group)

@@ -27,8 +27,15 @@ from typing import Any
 import torch
 
 from ray_effreason.actors.weight_sync import ParamSpec, WeightSyncGroup, free_port, send_weights
-from ray_effreason.batching import (MicroBatch, Sample, micro_batches, step_token_counts, token_mean_scales,
-                                    whitened_advantages, whitening_sums)
+from ray_effreason.batching import (
+    MicroBatch,
+    Sample,
+    micro_batches,
+    step_token_counts,
+    token_mean_scales,
+    whitened_advantages,
+    whitening_sums,
+)
 from ray_effreason.config import LearnerConfig, LossConfig
 from ray_effreason.losses import kl_penalized_advantages, policy_loss, token_logprobs
 

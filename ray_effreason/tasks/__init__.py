@@ -43,7 +43,7 @@ def task_class(name: str) -> type[Task]:
     >>> task_class("imagenet")
     Traceback (most recent call last):
     ...
-    ValueError: unknown task 'imagenet'; valid names: aime2024, amc23, commonsenseqa, gsm8k, logical_deduction, math500, numina_math, numina_math_cot, synthetic
+    ValueError: unknown task 'imagenet'; valid names: aime2024, amc23, commonsenseqa, gsm8k, ...
     """
     if name not in TASKS:
         raise ValueError(f"unknown task {name!r}; valid names: {', '.join(sorted(TASKS))}")

@@ -14,7 +14,7 @@ from ray_effreason.tasks.base import CHOICE_INSTRUCTION, Example, Task, format_c
 from ray_effreason.verifiers import default_labels, grade_choice
 
 
-def example_from_row(row: dict[str, Any], index: int) -> Example:
+def example_from_row(row: dict[str, Any], index: int) -> Example:  # noqa: ARG001  (the converters' signature)
     labels, texts = list(row["choices"]["label"]), list(row["choices"]["text"])
     if labels != list(default_labels(len(texts))):
         raise ValueError(f"choice labels {labels} are not A, B, C, ... in order")
