@@ -7,8 +7,8 @@
   every CI run. The CPU engine arguments are in `VLLM_CPU_ENGINE_ARGS`.
 - `TransformersBackend`: `model.generate`. Sampling uses the Gumbel-max trick with one torch.Generator
   per sample, seeded by the driver, so a sample's tokens do not depend on which worker or batch it
-  lands in. It starts in 0.1 s instead of vLLM's ~11 s, which is why the tiny preset uses it
-  (docs/benchmarks.md).
+  lands in. At the tiny reasoner's size it generates as fast as vLLM-CPU and starts in ~3 s instead of
+  11-35 s, which is why the tiny preset uses it; at 30M parameters vLLM is 2x faster (docs/benchmarks.md).
 
 Both backends give a sample's tokens as a function of its seed alone, not of the batch or worker it
 lands in. That is what lets a prompt's G samples be spread over several workers and still be one group:
