@@ -235,6 +235,8 @@ class TrainConfig:
     save_every: int = option(10, "checkpoint every N rollout steps (the paper: 10)")
     keep_checkpoints: int = option(10, "most recent checkpoints kept (the paper: 10)")
     rollouts_logged: int = option(16, "rollouts per step written to rollouts/*.parquet")
+    drop_long_prompts: bool = option(False, "drop (and count) training prompts over max_prompt_tokens instead of "
+                                            "failing before step 0 with their row ids")
     seed: int = option(42, "seed for data order, sampling and initialization (the paper: 42)")
     resume: bool = option(False, "continue from the last checkpoint in output_dir")
     run_name: str | None = option(None, "name shown in logs and metrics (default: alpha-<alpha>)")

@@ -59,6 +59,29 @@ def prompt_indices(num_prompts: int, batch: int, step: int, seed: int) -> list[i
     return order[offset * batch:(offset + 1) * batch].tolist()
 
 
+def fitting_prompts(examples: list[Any], tokenizer_path: str, config: TrainConfig) -> tuple[list[Any], int]:
+    """Every training prompt tokenized before step 0 (as the workers will: template, special tokens).
+
+    A prompt over --max-prompt-tokens is an error naming the rows, here, before any actor starts (not
+    when it is first sampled, again at the same step on every resume), or, with --drop-long-prompts,
+    dropped and counted. Returns (the prompts kept, the number dropped).
+    """
+    from transformers import AutoTokenizer
+
+    from ray_effreason.tasks.base import prompt_token_ids
+
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_path)
+    limit, template = config.rollout.max_prompt_tokens, config.rollout.prompt_template
+    lengths = [len(prompt_token_ids(example.prompt, tokenizer, template)) for example in examples]
+    long = [(example.id, length) for example, length in zip(examples, lengths) if length > limit]
+    if long and not config.drop_long_prompts:
+        shown = ", ".join(f"{identifier} ({length} tokens)" for identifier, length in long[:5])
+        raise ValueError(f"{len(long)} of {len(examples)} training prompts of {config.task} exceed --max-prompt-tokens "
+                         f"{limit}: {shown}{', ...' if len(long) > 5 else ''}; raise the limit or pass "
+                         f"--drop-long-prompts to drop and count them")
+    return [example for example, length in zip(examples, lengths) if length <= limit], len(long)
+
+
 def latest_checkpoint(output_dir: Path) -> Path | None:
     """The newest complete checkpoint (driver_state.json is written last)."""
     # step-N only: a save killed after writing step-N.tmp/driver_state.json but before the rename must not count
@@ -90,9 +113,9 @@ def train(config: TrainConfig) -> Path:
     log = RunLog(output_dir, config.name, config.reward.alpha, truncate_after_step=start_step)
 
     task = load_task(config.task, path=config.task_path, split="train")
-    examples = task.examples[: config.max_prompts]
-    device = cluster_device(config.model.device)
     tokenizer_path = config.model.tokenizer or config.model.model
+    examples, dropped = fitting_prompts(task.examples[: config.max_prompts], tokenizer_path, config)
+    device = cluster_device(config.model.device)
     # Generators start from the checkpoint; learners from the initial policy, whose policy weights
     # load_checkpoint then replaces: the KL reference stays the initial policy after a resume.
     actors = start_actors(name=config.name, task=task, model_path=model_path, tokenizer_path=tokenizer_path,
@@ -107,7 +130,9 @@ def train(config: TrainConfig) -> Path:
     optimizer_steps = B * G // config.learner.train_batch_size
     controller = (AlphaController(config.controller, config.reward.alpha, controller_state)
                   if config.controller.enabled else None)
-    log.info(f"run {config.name}: device={device}, {len(examples)} prompts, steps {start_step}->{config.num_steps}"
+    log.info(f"run {config.name}: device={device}, {len(examples)} prompts"
+             + (f" ({dropped} longer than --max-prompt-tokens dropped)" if dropped else "")
+             + f", steps {start_step}->{config.num_steps}"
              + (f", resumed from {resumed_from}" if resumed_from else ""))
 
     checkpoint = resumed_from

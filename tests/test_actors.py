@@ -165,3 +165,13 @@ def test_prompt_over_the_limit_is_an_error_naming_the_limit(ray_local, tiny_mode
     with pytest.raises(ray.exceptions.RayTaskError, match="max-prompt-tokens 3"):
         ray.get(worker.generate.remote(make_requests(task, 1, 2), tight))
     ray.kill(worker)
+
+
+def test_lr_warmup_follows_hf_constant_with_warmup(ray_local, tiny_model):
+    # PAPER.md §2: HF constant_with_warmup, lr * k / warmup at optimizer step k (0, 1/3, 2/3, 1, 1 here);
+    # DeepSpeed's WarmupLR gave 0, 0, 1/3, ... (one step late)
+    learner = LearnerConfig(num_learners=1, zero_stage=0, lr=3e-3, warmup_steps=3, train_batch_size=4,
+                            micro_batch_size=4)
+    group = start_learners(tiny_model, 1, learner, LossConfig(kl_coef=0.0))
+    lrs = [group.train(fake_samples(4, seed=step), optimizer_steps=1)["lr"] for step in range(5)]
+    assert lrs == pytest.approx([0.0, 1e-3, 2e-3, 3e-3, 3e-3])

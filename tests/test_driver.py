@@ -51,3 +51,20 @@ def test_step_metrics_use_the_evaluation_names_and_training_verdicts():
     assert metrics["truncation_rate"] == 0.25 and metrics["mean_tokens_correct"] == 2.0
     assert metrics["tokens_over_min_tokens"] == pytest.approx(((2 + 10) / 2 / 2 + (4 + 8) / 2 / 4) / 2)
     assert metrics["all_wrong_groups"] == 0.5 and metrics["all_correct_groups"] == 0.0
+
+
+def test_long_training_prompts_fail_before_step_0_naming_rows_or_are_dropped(tiny_model):
+    from ray_effreason.config import TrainConfig
+    from ray_effreason.config_tree import from_flat
+    from ray_effreason.driver import fitting_prompts
+    from ray_effreason.tasks.synthetic import SyntheticArithmetic
+
+    examples = SyntheticArithmetic(split="train", num_examples=12, seed=0).examples  # levels 1..6: lengths differ
+    config = from_flat(TrainConfig, {"task": "synthetic", "max_prompt_tokens": 20})
+    with pytest.raises(ValueError, match=r"of 12 training prompts of synthetic exceed --max-prompt-tokens 20: "
+                                         r"synthetic-train-0-\d+ \(\d+ tokens\).*--drop-long-prompts"):
+        fitting_prompts(examples, tiny_model, config)
+    kept, dropped = fitting_prompts(examples, tiny_model, from_flat(TrainConfig, {
+        "task": "synthetic", "max_prompt_tokens": 20, "drop_long_prompts": True}))
+    assert 0 < dropped < 12 and len(kept) == 12 - dropped
+    assert fitting_prompts(examples, tiny_model, from_flat(TrainConfig, {"task": "synthetic"}))[1] == 0

@@ -37,6 +37,7 @@ from ray_effreason.batching import (
     whitening_sums,
 )
 from ray_effreason.config import LearnerConfig, LossConfig
+from ray_effreason.devices import DEVICES
 from ray_effreason.losses import kl_penalized_advantages, policy_loss, token_logprobs
 
 
@@ -55,11 +56,8 @@ def deepspeed_config(learner: LearnerConfig, world_size: int, device: str) -> di
         "steps_per_print": 10**9,
         "wall_clock_breakdown": False,
     }
-    if learner.warmup_steps > 0:
-        # Constant LR after a linear warmup: HF constant_with_warmup, as the paper's run (PAPER.md §2).
-        config["scheduler"] = {"type": "WarmupLR", "params": {
-            "warmup_min_lr": 0.0, "warmup_max_lr": learner.lr, "warmup_num_steps": learner.warmup_steps,
-            "warmup_type": "linear"}}
+    # No "scheduler" entry: DeepSpeed's WarmupLR gives 0, 0, 1/6, ... (one optimizer step late); the schedule
+    # is `lr_schedule`'s, passed to deepspeed.initialize.
     if device == "cuda":
         # DeepSpeed picks FusedAdam (or CPUAdam with offload). AdamW betas (0.9, 0.95) as the paper.
         config["optimizer"] = {"type": "AdamW", "params": {"lr": learner.lr, "betas": [0.9, 0.95],
@@ -68,6 +66,23 @@ def deepspeed_config(learner: LearnerConfig, world_size: int, device: str) -> di
         # On CPU DeepSpeed's fused optimizers are unavailable: torch AdamW as a client optimizer.
         config["zero_allow_untested_optimizer"] = True
     return config
+
+
+def lr_factor(step: int, warmup_steps: int) -> float:
+    """HF `constant_with_warmup`, the paper's schedule (PAPER.md §2): lr * step / warmup, then lr.
+
+    The factor of optimizer step `step` (0-based; the scheduler steps after each optimizer step):
+
+    >>> [round(lr_factor(step, 6), 3) for step in range(8)]
+    [0.0, 0.167, 0.333, 0.5, 0.667, 0.833, 1.0, 1.0]
+    """
+    return 1.0 if step >= warmup_steps else step / warmup_steps
+
+
+def lr_schedule(learner: LearnerConfig):
+    """The callable deepspeed.initialize builds the scheduler from, once it has made the optimizer."""
+    return lambda optimizer: torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: lr_factor(step, learner.warmup_steps))
 
 
 class LearnerWorker:
@@ -85,11 +100,11 @@ class LearnerWorker:
             torch.set_num_threads(num_threads)
         else:
             torch.cuda.set_device(0)  # Ray sets CUDA_VISIBLE_DEVICES to this actor's GPU
-        deepspeed.init_distributed(dist_backend="nccl" if device == "cuda" else "gloo")
+        deepspeed.init_distributed(dist_backend=DEVICES[device].collective)
         torch.manual_seed(seed)
         self.rank, self.world_size, self.device = rank, world_size, torch.device(device, 0) if device == "cuda" else torch.device("cpu")
         self.learner, self.loss, self.temperature, self.max_new_tokens = learner, loss, temperature, max_new_tokens
-        dtype = torch.bfloat16 if device == "cuda" else torch.float32
+        dtype = getattr(torch, DEVICES[device].dtype)
         model = AutoModelForCausalLM.from_pretrained(model_path, dtype=dtype)
         if learner.gradient_checkpointing:
             model.gradient_checkpointing_enable()
@@ -103,7 +118,8 @@ class LearnerWorker:
         if device == "cpu":
             optimizer = torch.optim.AdamW(model.parameters(), lr=learner.lr, betas=(0.9, 0.95),
                                           weight_decay=learner.weight_decay)
-        self.engine, *_ = deepspeed.initialize(model=model, optimizer=optimizer, config=config)
+        self.engine, *_ = deepspeed.initialize(model=model, optimizer=optimizer, config=config,
+                                               lr_scheduler=lr_schedule(learner))
         self.sync_group: WeightSyncGroup | None = None
 
     # ------------------------------------------------------------------ update
@@ -165,8 +181,10 @@ class LearnerWorker:
         totals: dict[str, float] = {}
         accumulation = self.engine.gradient_accumulation_steps()
         token_scales = self._token_mean_scales(batches, accumulation)
-        steps = 0
+        steps, lrs = 0, []
         for index, batch in enumerate(batches):
+            if index % accumulation == 0:
+                lrs.append(float(self.engine.get_lr()[0]))  # the lr this optimizer step will use
             logprobs = self._logprobs(self.engine, batch.input_ids, batch.attention)
             loss, loss_metrics = policy_loss(
                 logprobs, batch.old_logprobs, batch.token_advantages, batch.mask,
@@ -187,7 +205,8 @@ class LearnerWorker:
         if "grad_norm" in metrics:
             metrics["grad_norm"] /= max(steps, 1)
         metrics["optimizer_steps"] = float(steps)
-        metrics["lr"] = float(self.engine.get_lr()[0])
+        metrics["lr"] = lrs[-1]  # of the last optimizer step of this call
+        metrics["lr_first"] = lrs[0]
         return metrics
 
     # ------------------------------------------------------------------ weights
