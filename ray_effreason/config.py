@@ -27,6 +27,7 @@ from ray_effreason.advantages import ADVANTAGE_ESTIMATORS
 from ray_effreason.devices import DEVICES
 from ray_effreason.losses import AGGREGATIONS, KL_ESTIMATORS
 from ray_effreason.tasks.base import PROMPT_TEMPLATES
+from ray_effreason.verifiers import EXTRACTIONS
 
 # The generator backends' names; the classes are in actors/generator.py (which imports torch and vLLM).
 # "auto": vLLM where it is installed, else transformers (actors/launch.generator_backend).
@@ -128,9 +129,13 @@ class RolloutConfig:
 class RewardConfig:
     alpha: float = option(0.2, "length penalty strength alpha in [0, 1); 0 = plain correctness (the RL control)")
     num_verifiers: int = option(2, "verifier actors grading in parallel")
-    grade_timeout_s: float = option(5.0, "per-answer grading time limit in seconds")
+    grade_timeout_s: float = option(5.0, "per-answer grading time limit in seconds (past it: not correct)")
+    answer_extraction: str = option("boxed", " | ".join(EXTRACTIONS) + ": where the answer is read: the last "
+                                    "\\boxed{} (training, as the paper), or the paper's evaluation fallbacks to "
+                                    "'the answer is' and the last number")
 
     def __post_init__(self) -> None:
+        check_choice("answer_extraction", self.answer_extraction, EXTRACTIONS)
         if not 0.0 <= self.alpha < 1.0:
             raise ValueError(f"alpha must be in [0, 1), got {self.alpha} (alpha >= 1 lets a correct answer score 0)")
         check_positive(self, "num_verifiers", "grade_timeout_s")
@@ -219,6 +224,13 @@ class LearnerConfig:
 # ---------------------------------------------------------------- what the jobs run
 
 
+def _check_loggers(name: str, values: tuple[str, ...]) -> None:
+    from ray_effreason.loggers import LOGGERS  # names only here; a missing package fails when the run opens them
+
+    for value in values:
+        check_choice(name, value, LOGGERS)
+
+
 def _check_task(name: str, value: str) -> None:
     from ray_effreason.tasks import TASKS  # tasks import the verifiers; config stays importable without them
 
@@ -235,6 +247,8 @@ class TrainConfig:
     save_every: int = option(10, "checkpoint every N rollout steps (the paper: 10)")
     keep_checkpoints: int = option(10, "most recent checkpoints kept (the paper: 10)")
     rollouts_logged: int = option(16, "rollouts per step written to rollouts/*.parquet")
+    loggers: tuple[str, ...] = option(("console",), "where the per-step metrics also go, comma-separated: console, "
+                                      "tensorboard, wandb, mlflow (loggers.py; console and metrics.jsonl always)")
     drop_long_prompts: bool = option(False, "drop (and count) training prompts over max_prompt_tokens instead of "
                                             "failing before step 0 with their row ids")
     seed: int = option(42, "seed for data order, sampling and initialization (the paper: 42)")
@@ -249,6 +263,8 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         _check_task("task", self.task)
+        object.__setattr__(self, "loggers", split_list(self.loggers))  # "a,b" from the command line
+        _check_loggers("loggers", self.loggers)
         check_positive(self, "max_prompts", "save_every", "keep_checkpoints", "steps")
         samples = self.rollout.prompts_per_step * self.rollout.samples_per_prompt
         per_step = self.learner.train_batch_size

@@ -110,7 +110,8 @@ def train(config: TrainConfig) -> Path:
             start_step, model_path = state["step"], str(resumed_from)
             controller_state = state.get("controller")
     (output_dir / "config.json").write_text(json.dumps(to_dict(config), indent=2))
-    log = RunLog(output_dir, config.name, config.reward.alpha, truncate_after_step=start_step)
+    log = RunLog(output_dir, config.name, config.reward.alpha, truncate_after_step=start_step,
+                 loggers=config.loggers, config=to_dict(config), total_steps=config.num_steps)
 
     task = load_task(config.task, path=config.task_path, split="train")
     tokenizer_path = config.model.tokenizer or config.model.model
@@ -119,7 +120,7 @@ def train(config: TrainConfig) -> Path:
     # Generators start from the checkpoint; learners from the initial policy, whose policy weights
     # load_checkpoint then replaces: the KL reference stays the initial policy after a resume.
     actors = start_actors(name=config.name, task=task, model_path=model_path, tokenizer_path=tokenizer_path,
-                          device=device, rollout=config.rollout, num_verifiers=config.reward.num_verifiers,
+                          device=device, rollout=config.rollout, reward=config.reward,
                           seed=config.seed, learner=config.learner, loss=config.loss,
                           learner_model_path=config.model.model)
     if resumed_from is not None:
@@ -186,6 +187,7 @@ def train(config: TrainConfig) -> Path:
         raise RuntimeError("no steps were run and no checkpoint exists")
     (output_dir / "final_checkpoint").write_text(str(checkpoint.resolve()))
     log.info(f"done: final model at {checkpoint}")
+    log.close()
     return checkpoint
 
 

@@ -179,7 +179,7 @@ def evaluate_model(config: EvalConfig, model_path: str, model: str, pending: dic
     rollout = replace(config.rollout, max_new_tokens=config.rollout.max_new_tokens + extra)
     actors = start_actors(name=f"eval-{uuid.uuid4().hex[:6]}",  # unique: evaluations may share a cluster
                           task=TaskSet(tasks), model_path=model_path, tokenizer_path=config.model.tokenizer,
-                          device=device, rollout=rollout, num_verifiers=config.reward.num_verifiers,
+                          device=device, rollout=rollout, reward=config.reward,
                           seed=config.seed, verifier_cpus=VERIFIER_CPUS)
     generated: dict[str, int] = {}
     try:
@@ -197,9 +197,11 @@ def run_task(actors: Actors, tokenizer: Any, config: EvalConfig, model: str, tas
     """Steps 2-5 for one task, `batch_size` problems at a time; returns the number of samples written."""
     from ray_effreason.actors.generator import SampleRequest
     from ray_effreason.forced_answer import force_answers
+    from ray_effreason.progress import Progress
 
     problems = list(dict.fromkeys(example.id for example, _ in todo))
-    done, written, ungradable = total - len(todo), 0, 0
+    written, ungradable = 0, 0
+    progress = Progress(total, f"{model} {task}", unit="sample", done=total - len(todo), every_s=0)
     for start in range(0, len(problems), config.batch_size):
         batch_ids = set(problems[start:start + config.batch_size])
         batch = [(example, index) for example, index in todo if example.id in batch_ids]
@@ -231,11 +233,11 @@ def run_task(actors: Actors, tokenizer: Any, config: EvalConfig, model: str, tas
                             "extracted_answer": extract_last_boxed(text), "correct": grade.answer_correct is True,
                             "level": example.level, "min_tokens": example.min_tokens})
         append_records(records_path, records)
-        done, written = done + len(records), written + len(records)
+        written += len(records)
         tokens = sum(num_tokens for _, num_tokens in answers)
-        print(f"[{model}] {task}: {done}/{total} samples, {tokens:,} tokens in {seconds:.1f}s "
-              f"({tokens / max(seconds, 1e-9):,.0f} generated tokens/s)"
-              + (f", {ungradable} ungradable (gold unparseable)" if ungradable else ""), flush=True)
+        progress.update(len(records), f"{tokens:,} tokens in {seconds:.1f}s ({tokens / max(seconds, 1e-9):,.0f} "
+                        "generated tokens/s)" + (f", {ungradable} ungradable (gold unparseable)" if ungradable else ""))
+    progress.close()
     return written
 
 
@@ -243,15 +245,19 @@ def run_task(actors: Actors, tokenizer: Any, config: EvalConfig, model: str, tas
 # the entry point
 
 
-def evaluate(config: EvalConfig, labels: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+def evaluate(config: EvalConfig, labels: dict[str, dict[str, Any]] | None = None,
+             loggers: Sequence[str] = ()) -> dict[str, Any]:
     """Evaluate every model on every task (resuming DIR/records.parquet); returns the summary dict.
 
     `labels`: extra per-model facts for summary.json (e.g. a family's alpha), keyed by record name.
+    `loggers`: loggers.LOGGERS names that get the summary's numbers as `eval/<model>/<task>/<metric>`.
     """
     from ray_effreason.actors.launch import cluster_device
+    from ray_effreason.loggers import check_available, flat_scalars, log_summary
     from ray_effreason.report import summarize
 
     # ------------------------------------------------------------------ 0. check
+    check_available(loggers)
     check_models(config.models)
     names = list(config.names) or model_names(config.models)
     tasks = load_tasks(config)
@@ -286,4 +292,6 @@ def evaluate(config: EvalConfig, labels: dict[str, dict[str, Any]] | None = None
               f"({', '.join(f'{name} {len(items)}/{totals[name]}' for name, items in pending.items())})", flush=True)
         generated[model].update(evaluate_model(config, model_path, model, pending, totals, records_path, device))
     metadata = {"config": to_dict(config), "model_paths": dict(zip(names, config.models)), "generated": generated}
-    return summarize(read_records(records_path, missing_ok=True), base, output_dir, metadata, labels)
+    summary = summarize(read_records(records_path, missing_ok=True), base, output_dir, metadata, labels)
+    log_summary(loggers, output_dir, "eval", flat_scalars(summary["models"], "eval/", skip=("by_level",)))
+    return summary

@@ -45,7 +45,8 @@ TRAIN_PRESETS: dict[str, dict[str, Any]] = {"paper": {}, "paper-1.5b": _PAPER_1_
 # PAPER.md §4: GSM8K (1 sample), MATH500 (3), AIME2024 (10) at 32,768 tokens, temperature 0.6, chat template,
 # the prediction's fallback to "the answer is" / the last number.
 _PAPER_EVAL: dict[str, Any] = {"tasks": ("gsm8k", "math500", "aime2024"), "max_new_tokens": 32768,
-                               "temperature": 0.6, "top_p": 1.0, "prompt_template": "chat", "samples": None}
+                               "temperature": 0.6, "top_p": 1.0, "prompt_template": "chat", "samples": None,
+                               "answer_extraction": "paper"}
 
 # The sweep's family is evaluated on 300 synthetic test problems at the training budget.
 def _paper_sweep(train: dict[str, Any]) -> dict[str, Any]:

@@ -1,4 +1,6 @@
-"""Where a run's numbers go: the job log, DIR/metrics.jsonl, the Ray dashboard, DIR/rollouts/*.parquet."""
+"""Where a run's numbers go: the job log, DIR/metrics.jsonl, the Ray dashboard's Prometheus gauges,
+the experiment loggers of --loggers (loggers.py: TensorBoard, W&B, MLflow), DIR/rollouts/*.parquet;
+and the steps' progress (done/total, rate, ETA; progress.py)."""
 
 from __future__ import annotations
 
@@ -6,25 +8,49 @@ import json
 import math
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ray_effreason.loggers import open_loggers
+from ray_effreason.progress import Progress
+
 DASHBOARD_METRICS = ("alpha", "reward", "accuracy", "mean_tokens", "max_tokens", "truncation_rate", "kl_to_ref",
                      "controller/ema_tokens", "controller/target_tokens", "controller/token_violation",
                      "controller/accuracy_slack",
                      "clip_fraction", "tokens_per_second", "time/generate", "time/grade", "time/update", "time/sync")
+# Ray exports an application metric named N as `ray_N`: gauges named effreason_* are ray_effreason_* in Prometheus.
+GAUGE_PREFIX = "effreason_"
+
+
+def prometheus_name(metric: str) -> str:
+    """The Prometheus series of a DASHBOARD_METRICS entry (what Grafana and a PromQL query use).
+
+    >>> prometheus_name("mean_tokens"), prometheus_name("time/generate")
+    ('ray_effreason_mean_tokens', 'ray_effreason_time_generate')
+    """
+    return "ray_" + GAUGE_PREFIX + metric.replace("/", "_")
 
 
 class RunLog:
-    def __init__(self, output_dir: Path, run: str, alpha: float, truncate_after_step: int = 0):
+    """`loggers`: names from loggers.LOGGERS (console is always on); `config`: what they record as the run's
+    config; `total_steps`: the steps' progress (done/total, rate, ETA) is shown when given."""
+
+    def __init__(self, output_dir: Path, run: str, alpha: float, truncate_after_step: int = 0,
+                 loggers: Iterable[str] = ("console",), config: dict[str, Any] | None = None,
+                 total_steps: int | None = None):
         self.output_dir, self.run, self.alpha = Path(output_dir), run, alpha
         self.metrics_path = self.output_dir / "metrics.jsonl"
         (self.output_dir / "rollouts").mkdir(parents=True, exist_ok=True)
         self._drop_steps_after(truncate_after_step)
         self._gauges: dict[str, Any] | None = None
+        # Opened here, before the driver starts any actor: a missing package fails in seconds.
+        self._loggers = open_loggers(loggers, self.output_dir, run, config, resume_step=truncate_after_step)
+        self._console = self._loggers[0]
+        self._progress = (Progress(total_steps, run, unit="step", done=truncate_after_step, every_s=0)
+                          if total_steps else None)
 
     def _drop_steps_after(self, step: int) -> None:
         """On resume, steps after the checkpoint will be run again: keep only their first record."""
@@ -35,14 +61,14 @@ class RunLog:
         self.metrics_path.write_text("".join(line + "\n" for line in kept))
 
     def info(self, message: str) -> None:
-        print(f"[{time.strftime('%H:%M:%S')}] [{self.run}] {message}", flush=True)
+        self._console.info(message)
 
     def _dashboard(self) -> dict[str, Any]:
         """ray.util.metrics gauges (exported to the dashboard's Prometheus/Grafana), tagged by run."""
         if self._gauges is None:
             from ray.util.metrics import Gauge
 
-            self._gauges = {name: Gauge("ray_effreason_" + name.replace("/", "_"), description=name,
+            self._gauges = {name: Gauge(GAUGE_PREFIX + name.replace("/", "_"), description=name,
                                         tag_keys=("run",)) for name in DASHBOARD_METRICS}
         return self._gauges
 
@@ -54,10 +80,17 @@ class RunLog:
             value = metrics.get(name)
             if value is not None and math.isfinite(value):
                 gauge.set(float(value), tags={"run": self.run})
-        self.info(" ".join(f"{key}={value:.4g}" if isinstance(value, float) else f"{key}={value}"
-                           for key, value in metrics.items() if not key.startswith("time/"))
-                  + " | " + " ".join(f"{key[5:]}={value:.1f}s" for key, value in metrics.items()
-                                      if key.startswith("time/")))
+        for logger in self._loggers:
+            logger.log(metrics, int(metrics["step"]))
+        if self._progress is not None:
+            self._progress.update(1)
+
+    def close(self) -> None:
+        """Flush and close the loggers (TensorBoard, W&B, MLflow); the job log and metrics.jsonl need none."""
+        for logger in self._loggers:
+            logger.close()
+        if self._progress is not None:
+            self._progress.close()
 
     def rollouts(self, step: int, completions: list[Any], grades: list[Any], rewards: np.ndarray,
                  advantages: np.ndarray, batch: list[Any]) -> None:

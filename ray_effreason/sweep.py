@@ -159,7 +159,9 @@ def family_table(entries: list[dict[str, Any]], base: dict[str, Any]) -> str:
 def run_sweep(config: SweepConfig, dashboard_url: str) -> dict[str, Any]:
     """Steps 1-4; `dashboard_url` (host:port, from ray.init()) is where the alpha jobs are submitted."""
     from ray_effreason.eval_runner import evaluate
+    from ray_effreason.loggers import check_available, flat_scalars, log_summary
 
+    check_available(config.train.loggers)  # before the base is built and the jobs are submitted
     output_dir = Path(config.output_dir).resolve()
     config = replace(config, output_dir=str(output_dir))
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -183,7 +185,7 @@ def run_sweep(config: SweepConfig, dashboard_url: str) -> dict[str, Any]:
             labels[member.name]["alpha"] = final_alpha(run_dirs[member.name])
     names = ("base", *finals)
     eval_config = family_eval_config(config, (base, *finals.values()), names, output_dir / "eval")
-    summary = evaluate(eval_config, labels=labels)
+    summary = evaluate(eval_config, labels=labels, loggers=config.train.loggers)
     # ------------------------------------------------------------------ 4. report
     task = eval_config.tasks[0]
     entries = family_view(summary, labels, task)
@@ -193,6 +195,8 @@ def run_sweep(config: SweepConfig, dashboard_url: str) -> dict[str, Any]:
               "eval_dir": str(output_dir / "eval")}
     (output_dir / "summary.json").write_text(json.dumps(result, indent=2, allow_nan=False))
     (output_dir / "summary.md").write_text(table + "\n")
+    log_summary(config.train.loggers, output_dir, "family", flat_scalars(
+        {entry["name"]: entry for entry in entries}, "family/", skip=("by_level",)), table)
     from ray_effreason.report import plot_family
 
     plot_family(entries, output_dir / "pareto.png", output_dir / "tokens_by_level.png")

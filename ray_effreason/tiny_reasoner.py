@@ -37,6 +37,7 @@ from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX as QW
 from transformers.models.qwen2.tokenization_qwen2 import Qwen2Tokenizer
 
 from ray_effreason.evaluation import sample_metrics
+from ray_effreason.progress import Progress
 from ray_effreason.tasks.base import MATH_INSTRUCTION, Example, render_prompt
 from ray_effreason.tasks.synthetic import SyntheticArithmetic, minimal_completion, prompt_of
 from ray_effreason.tiny_traces import REDUNDANT_LINES, VerboseStyle, verbose_completion
@@ -219,6 +220,7 @@ def sft_train(model: Qwen2ForCausalLM, tokenizer: Any, task: SyntheticArithmetic
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
     model.train()
     losses, num_tokens, start, cpu_start = [], 0, time.perf_counter(), time.process_time()
+    progress = Progress(steps, "sft", unit="step") if log_every else None  # a line every 10 s, with the loss
     for step in range(steps):
         batch = next(minimal_batches if step < minimal_steps else verbose_batches)
         loss = model(**batch).loss  # HF shifts labels; mean over completion tokens
@@ -229,9 +231,11 @@ def sft_train(model: Qwen2ForCausalLM, tokenizer: Any, task: SyntheticArithmetic
         scheduler.step()
         losses.append(loss.item())
         num_tokens += int(batch["attention_mask"].sum())
-        if log_every and (step + 1) % log_every == 0:
-            print(f"sft step {step + 1}/{steps} loss {sum(losses[-log_every:]) / log_every:.4f} "
-                  f"({time.perf_counter() - start:.0f}s)", flush=True)
+        if progress is not None:
+            recent = losses[-log_every:]
+            progress.update(1, f"loss {sum(recent) / len(recent):.4f} (mean of the last {len(recent)} steps)")
+    if progress is not None:
+        progress.close()
     model.eval()
     seconds = time.perf_counter() - start
     tail = losses[-max(1, min(20, steps // 10 or 1)):]

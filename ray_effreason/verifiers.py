@@ -246,9 +246,38 @@ def _group_ending_at(text: str, close_index: int) -> str:
 # ---------------------------------------------------------------- math grading
 
 
+# "the answer is X" and the last number: the paper evaluation's fallbacks (Qwen2.5-Math `extract_answer`).
+_ANSWER_IS = "he answer is"
+_LAST_NUMBER = re.compile(r"-?\d*\.?\d+")
+
+
+def extract_paper_answer(text: str) -> str | None:
+    """The paper's evaluation extraction (PAPER.md §4): the last `\\boxed{}`, else what follows the last
+    "the answer is", else the last number. Training has no fallback (the paper's neither).
+
+    >>> extract_paper_answer("The answer is 18."), extract_paper_answer("so 3 + 4 = 7 apples"), extract_paper_answer("no")
+    ('18', '7', None)
+    """
+    boxed = extract_last_boxed(text)
+    if boxed is not None:
+        return boxed
+    if _ANSWER_IS in text:
+        answer = re.sub(r"\n\s*", "", text.rsplit(_ANSWER_IS, 1)[1]).strip()
+        answer = answer[1:].strip() if answer.startswith(":") else answer
+        answer = answer.rstrip("./").strip()
+        return answer or None
+    numbers = _LAST_NUMBER.findall(text.replace(",", ""))
+    return numbers[-1] if numbers else None
+
+
+# --answer-extraction: where a completion's answer is read from.
+EXTRACTIONS = {"boxed": extract_last_boxed, "paper": extract_paper_answer}
+
+
 def check_math(completion: str, gold: str, timeout_s: float = 5.0,
-               pool: SympyWorkerPool | None = None) -> bool | None:
-    """Is the last box of `completion` equivalent to `gold`? None when the gold cannot be parsed.
+               pool: SympyWorkerPool | None = None, extraction: str = "boxed") -> bool | None:
+    """Is the answer of `completion` (its last box; `extraction`: EXTRACTIONS) equivalent to `gold`? None when
+    the gold cannot be parsed.
 
     >>> check_math("so the answer is \\\\boxed{073}.", "73")
     True
@@ -256,13 +285,17 @@ def check_math(completion: str, gold: str, timeout_s: float = 5.0,
     (True, True)
     >>> check_math("no box", "18"), check_math("\\\\boxed{18}", "")
     (False, None)
+    >>> check_math("The answer is 18.", "18"), check_math("The answer is 18.", "18", extraction="paper")
+    (False, True)
     """
     if len(gold) > MAX_ANSWER_CHARS:  # before any cleanup, whose regexes are not all linear
         return None
     gold_cleaned = clean_answer(gold)
     if not gold_cleaned or too_complex(gold_cleaned):
         return None
-    boxed = extract_last_boxed(completion)
+    if extraction not in EXTRACTIONS:
+        raise ValueError(f"unknown answer extraction {extraction!r}; valid: {sorted(EXTRACTIONS)}")
+    boxed = EXTRACTIONS[extraction](completion)
     if boxed is not None and len(boxed) > MAX_ANSWER_CHARS:
         return False
     prediction = clean_answer(boxed) if boxed is not None else ""

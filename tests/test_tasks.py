@@ -11,7 +11,8 @@ import pytest
 
 from ray_effreason.tasks import CHOICE_INSTRUCTION, MATH_INSTRUCTION, load_task
 from ray_effreason.tasks.base import DataError
-from ray_effreason.verifiers import SympyWorkerPool, check_math, extract_last_boxed
+from ray_effreason.sympy_pool import SympyWorkerPool
+from ray_effreason.verifiers import check_math, extract_last_boxed
 
 
 def boxed(answer) -> str:
@@ -304,3 +305,23 @@ def test_paper_template_is_the_literal_training_string_without_think(r1_tokenize
     ids = prompt_token_ids(message, r1_tokenizer, "paper")
     assert ids[0] == r1_tokenizer.bos_token_id and ids.count(r1_tokenizer.bos_token_id) == 1  # BOS given literally
     assert r1_tokenizer.decode(ids) == expected
+
+
+def test_paper_extraction_grades_the_answer_is_in_evaluation_and_not_in_training(data_dir):
+    # PAPER.md §4: the evaluation falls back to "the answer is ..." and then the last number; training does not
+    from ray_effreason.config import EvalConfig, TrainConfig
+    from ray_effreason.config_tree import from_flat
+    from ray_effreason.presets import EVAL_PRESETS, TRAIN_PRESETS
+
+    evaluation = from_flat(EvalConfig, EVAL_PRESETS["paper"]).reward.answer_extraction
+    training = from_flat(TrainConfig, TRAIN_PRESETS["paper-1.5b"]).reward.answer_extraction
+    assert (evaluation, training) == ("paper", "boxed")
+    task = load_task("gsm8k", data_dir / "gsm8k")
+    for example in task.examples:
+        completion = f"<think>\nadding up\n</think>\nThe answer is {example.gold}."
+        assert task.grade(completion, example, extraction=evaluation), example.id
+        assert not task.grade(completion, example, extraction=training), example.id
+        assert task.grade(f"so {example.gold}", example, extraction=evaluation)  # the last number
+    gsm8k_18 = next(example for example in task.examples if example.gold == "18")
+    assert task.grade("The answer is 18.", gsm8k_18, extraction="paper")
+    assert not task.grade("The answer is 18.", gsm8k_18)

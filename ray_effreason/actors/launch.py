@@ -20,7 +20,7 @@ from ray_effreason.actors.generator import GenerationWorker, GeneratorGroup
 from ray_effreason.actors.learner import LearnerGroup, LearnerWorker
 from ray_effreason.actors.verifier import VerifierPool
 from ray_effreason.actors.weight_sync import free_port
-from ray_effreason.config import LearnerConfig, LossConfig, RolloutConfig
+from ray_effreason.config import LearnerConfig, LossConfig, RewardConfig, RolloutConfig
 from ray_effreason.devices import DEVICES
 from ray_effreason.tasks.base import Task
 
@@ -63,16 +63,18 @@ def _bundle(device: str, cpus: float, gpus: int) -> dict[str, float]:
 
 
 def start_actors(*, name: str, task: Task, model_path: str, tokenizer_path: str | None, device: str,
-                 rollout: RolloutConfig, num_verifiers: int, seed: int, learner: LearnerConfig | None = None,
+                 rollout: RolloutConfig, reward: RewardConfig, seed: int, learner: LearnerConfig | None = None,
                  loss: LossConfig | None = None, learner_model_path: str | None = None,
                  verifier_cpus: float = 0.25) -> Actors:
-    """Placement group + actors; `learner=None` starts generation and grading only (evaluation)."""
+    """Placement group + actors; `learner=None` starts generation and grading only (evaluation).
+
+    `reward` gives the verifier pool its size, its per-answer time limit and its answer extraction."""
     cpus = learner.num_cpus_per_actor if learner else 1.0
     threads = max(1, int(cpus))
     num_learners = learner.num_learners if learner else 0
     bundles = ([_bundle(device, cpus, 1)] * num_learners
                + [_bundle(device, cpus, rollout.tensor_parallel_size)] * rollout.num_generators
-               + [{"CPU": verifier_cpus}] * num_verifiers)
+               + [{"CPU": verifier_cpus}] * reward.num_verifiers)
     group = placement_group(bundles, strategy="PACK", name=f"{name}-pg")
     ray.get(group.ready())
 
@@ -106,7 +108,9 @@ def start_actors(*, name: str, task: Task, model_path: str, tokenizer_path: str 
             rollout.gpu_memory_utilization, rollout.max_prompt_tokens + rollout.max_new_tokens,
             rollout.generation_batch_size)
         for index in range(rollout.num_generators)])
-    verifiers = VerifierPool(task, num_verifiers, num_cpus=verifier_cpus, name_prefix=name, placement_group=group)
+    verifiers = VerifierPool(task, reward.num_verifiers, num_cpus=verifier_cpus, name_prefix=name,
+                             placement_group=group, timeout_s=reward.grade_timeout_s,
+                             extraction=reward.answer_extraction)
     return Actors(generators, verifiers, learners, group, device)
 
 

@@ -26,19 +26,20 @@ class Grade:
 
 
 class VerifierWorker:
-    """Ray actor holding one task; `grade` runs the task grader (with its own time limits)."""
+    """Ray actor holding one task; `grade` runs the task grader, each answer within `timeout_s` (a grading
+    that hangs past it counts as not correct), reading the answer by `extraction` (verifiers.EXTRACTIONS)."""
 
-    def __init__(self, task: Task):
+    def __init__(self, task: Task, timeout_s: float = 5.0, extraction: str = "boxed"):
         from ray_effreason.sympy_pool import default_pool
 
-        self.task = task
+        self.task, self.timeout_s, self.extraction = task, timeout_s, extraction
         # Start the sympy worker now (about 1 s), not inside the first training step that needs it.
         default_pool().compare("0", "0", timeout_s=60.0)
 
     def grade(self, items: list[tuple[str, Example, str]]) -> list[Grade]:
         grades = []
         for text, example, finish_reason in items:
-            verdict = self.task.grade(text, example)
+            verdict = self.task.grade(text, example, timeout_s=self.timeout_s, extraction=self.extraction)
             truncated = finish_reason != "stop"
             grades.append(Grade(correct=bool(verdict) and not truncated, answer_correct=verdict, truncated=truncated))
         return grades
@@ -48,7 +49,7 @@ class VerifierPool:
     """Driver-side handle over N VerifierWorker actors: splits a batch evenly, gathers in order."""
 
     def __init__(self, task: Task, num_workers: int, num_cpus: float = 0.5, name_prefix: str | None = None,
-                 placement_group=None):
+                 placement_group=None, timeout_s: float = 5.0, extraction: str = "boxed"):
         from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
         remote = ray.remote(VerifierWorker)
@@ -59,7 +60,7 @@ class VerifierPool:
                 options["name"] = f"{name_prefix}-verifier-{index}"
             if placement_group is not None:
                 options["scheduling_strategy"] = PlacementGroupSchedulingStrategy(placement_group)
-            self.workers.append(remote.options(**options).remote(task))
+            self.workers.append(remote.options(**options).remote(task, timeout_s, extraction))
 
     def grade(self, texts: list[str], examples: list[Example], finish_reasons: list[str]) -> list[Grade]:
         items = list(zip(texts, examples, finish_reasons))

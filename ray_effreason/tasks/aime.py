@@ -10,8 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ray_effreason.tasks.base import Example, Task, load_examples, load_hf_rows, math_prompt
-from ray_effreason.verifiers import check_math
+from ray_effreason.tasks.base import Example, MathTask, load_examples, load_hf_rows, math_prompt
 
 
 def example_from_row(row: dict[str, Any], index: int) -> Example:
@@ -23,7 +22,7 @@ def example_from_row(row: dict[str, Any], index: int) -> Example:
                    prompt=math_prompt(row["problem"]), gold=gold, reference=row.get("solution"))
 
 
-class AIME2024(Task):
+class AIME2024(MathTask):
     name = "aime2024"
     hub_id = "HuggingFaceH4/aime_2024"
     data_subdir = "aime2024"
@@ -34,5 +33,3 @@ class AIME2024(Task):
         return load_examples(self, ("id", "problem", "answer"), example_from_row,
                              lambda: load_hf_rows(self.hub_id, None, "train"))
 
-    def grade(self, completion: str, example: Example) -> bool | None:
-        return check_math(completion, example.gold)

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ray_effreason.tasks.base import Example, Task, load_examples, load_hf_rows, math_prompt
-from ray_effreason.verifiers import check_math
+from ray_effreason.tasks.base import Example, MathTask, load_examples, load_hf_rows, math_prompt
 
 
 def example_from_row(row: dict[str, Any], index: int) -> Example:
@@ -22,7 +21,7 @@ def example_from_row(row: dict[str, Any], index: int) -> Example:
                    prompt=math_prompt(problem), gold=str(int(answer)))
 
 
-class AMC23(Task):
+class AMC23(MathTask):
     name = "amc23"
     hub_id = "math-ai/amc23"
     data_subdir = "amc23"
@@ -32,5 +31,3 @@ class AMC23(Task):
         return load_examples(self, ("id", "problem", "answer"), example_from_row,
                              lambda: load_hf_rows(self.hub_id, None, self.split))
 
-    def grade(self, completion: str, example: Example) -> bool | None:
-        return check_math(completion, example.gold)

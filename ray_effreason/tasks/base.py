@@ -163,7 +163,10 @@ class Task:
     def _load(self) -> list[Example]:
         raise NotImplementedError
 
-    def grade(self, completion: str, example: Example) -> bool | None:
+    def grade(self, completion: str, example: Example, *, timeout_s: float = 5.0,
+              extraction: str = "boxed") -> bool | None:
+        """True/False, or None when the gold answer cannot be parsed. `timeout_s` bounds one grading
+        (--grade-timeout-s); `extraction` is where the answer is read from (verifiers.EXTRACTIONS)."""
         raise NotImplementedError
 
     def __getstate__(self) -> dict[str, Any]:
@@ -171,6 +174,29 @@ class Task:
         state = dict(self.__dict__)
         state["_examples"] = self.examples
         return state
+
+
+class MathTask(Task):
+    """A task whose gold is a math answer: graded by `verifiers.check_math` (the last box, math-verify)."""
+
+    def grade(self, completion: str, example: Example, *, timeout_s: float = 5.0,
+              extraction: str = "boxed") -> bool | None:
+        from ray_effreason.verifiers import check_math
+
+        return check_math(completion, example.gold, timeout_s=timeout_s, extraction=extraction)
+
+
+class ChoiceTask(Task):
+    """Multiple choice: graded by `verifiers.grade_choice` (letter or option text; its own "answer is (X)"
+    fallback, so `extraction` does not change it)."""
+
+    def grade(self, completion: str, example: Example, *, timeout_s: float = 5.0,  # noqa: ARG002
+              extraction: str = "boxed") -> bool | None:  # noqa: ARG002  (Task.grade's signature)
+        from ray_effreason.verifiers import default_labels, grade_choice
+
+        if example.choices is None or example.gold not in default_labels(len(example.choices)):
+            return None
+        return grade_choice(completion, example.gold, example.choices)
 
 
 # ---------------------------------------------------------------- row loading shared by the tasks

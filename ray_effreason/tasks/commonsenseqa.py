@@ -10,8 +10,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from ray_effreason.tasks.base import CHOICE_INSTRUCTION, Example, Task, format_choices, load_examples, load_hf_rows
-from ray_effreason.verifiers import default_labels, grade_choice
+from ray_effreason.tasks.base import (
+    CHOICE_INSTRUCTION,
+    ChoiceTask,
+    Example,
+    format_choices,
+    load_examples,
+    load_hf_rows,
+)
+from ray_effreason.verifiers import default_labels
 
 
 def example_from_row(row: dict[str, Any], index: int) -> Example:  # noqa: ARG001  (the converters' signature)
@@ -24,7 +31,7 @@ def example_from_row(row: dict[str, Any], index: int) -> Example:  # noqa: ARG00
     return Example(id=str(row["id"]), prompt=prompt, gold=row["answerKey"], choices=tuple(texts))
 
 
-class CommonsenseQA(Task):
+class CommonsenseQA(ChoiceTask):
     name = "commonsenseqa"
     hub_id = "tau/commonsense_qa"
     data_subdir = "commonsenseqa"
@@ -35,7 +42,3 @@ class CommonsenseQA(Task):
         return load_examples(self, ("id", "question", "choices", "answerKey"), example_from_row,
                              lambda: load_hf_rows(self.hub_id, None, self.split))
 
-    def grade(self, completion: str, example: Example) -> bool | None:
-        if example.choices is None or example.gold not in default_labels(len(example.choices)):
-            return None
-        return grade_choice(completion, example.gold, example.choices)

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ray_effreason.tasks.base import Example, Task, example_id, load_examples, load_hf_rows, math_prompt
-from ray_effreason.verifiers import check_math
+from ray_effreason.tasks.base import Example, MathTask, example_id, load_examples, load_hf_rows, math_prompt
 
 
 def final_answer(solution: str) -> str:
@@ -32,7 +31,7 @@ def example_from_row(row: dict[str, Any], index: int, split: str = "test") -> Ex
                    gold=gold, reference=row["answer"])
 
 
-class GSM8K(Task):
+class GSM8K(MathTask):
     name = "gsm8k"
     hub_id, hub_config = "openai/gsm8k", "main"
     data_subdir = "gsm8k"
@@ -42,5 +41,3 @@ class GSM8K(Task):
         return load_examples(self, ("question", "answer"), lambda row, index: example_from_row(row, index, self.split),
                              lambda: load_hf_rows(self.hub_id, self.hub_config, self.split))
 
-    def grade(self, completion: str, example: Example) -> bool | None:
-        return check_math(completion, example.gold)

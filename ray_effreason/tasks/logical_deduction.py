@@ -11,8 +11,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from ray_effreason.tasks.base import CHOICE_INSTRUCTION, Example, Task, load_examples, load_hf_rows
-from ray_effreason.verifiers import default_labels, grade_choice
+from ray_effreason.tasks.base import CHOICE_INSTRUCTION, ChoiceTask, Example, load_examples, load_hf_rows
+from ray_effreason.verifiers import default_labels
 
 CONFIGS = {3: "logical_deduction_three_objects", 5: "logical_deduction_five_objects",
            7: "logical_deduction_seven_objects"}
@@ -35,7 +35,7 @@ def example_from_row(row: dict[str, Any], index: int) -> Example:
                    prompt=row["input"].strip() + "\n" + CHOICE_INSTRUCTION, gold=gold, level=level, choices=choices)
 
 
-class LogicalDeduction(Task):
+class LogicalDeduction(ChoiceTask):
     """`path`: one BBH JSONL file, or a directory with all three (`logical_deduction_*_objects.jsonl`)."""
 
     name = "logical_deduction"
@@ -55,8 +55,4 @@ class LogicalDeduction(Task):
                 for objects, config in CONFIGS.items()
                 for index, row in enumerate(load_hf_rows(self.hub_id, config, "test"))]
 
-    def grade(self, completion: str, example: Example) -> bool | None:
-        if example.choices is None or example.gold not in default_labels(len(example.choices)):
-            return None
-        return grade_choice(completion, example.gold, example.choices)
 

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ray_effreason.tasks.base import Example, Task, load_examples, load_hf_rows, math_prompt
-from ray_effreason.verifiers import check_math
+from ray_effreason.tasks.base import Example, MathTask, load_examples, load_hf_rows, math_prompt
 
 FIELDS = ("problem", "solution", "answer", "subject", "level", "unique_id")
 
@@ -24,7 +23,7 @@ def example_from_row(row: dict[str, Any], index: int) -> Example:  # noqa: ARG00
                    gold=str(row["answer"]), level=level, subject=str(row["subject"]), reference=row["solution"])
 
 
-class MATH500(Task):
+class MATH500(MathTask):
     name = "math500"
     hub_id = "HuggingFaceH4/MATH-500"
     data_subdir = "math500"
@@ -33,5 +32,3 @@ class MATH500(Task):
     def _load(self) -> list[Example]:
         return load_examples(self, FIELDS, example_from_row, lambda: load_hf_rows(self.hub_id, None, self.split))
 
-    def grade(self, completion: str, example: Example) -> bool | None:
-        return check_math(completion, example.gold)

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ray_effreason.tasks.base import Example, Task, example_id, load_examples, load_hf_rows, math_prompt
-from ray_effreason.verifiers import check_math, clean_answer, extract_last_boxed, too_complex
+from ray_effreason.tasks.base import Example, MathTask, example_id, load_examples, load_hf_rows, math_prompt
+from ray_effreason.verifiers import clean_answer, extract_last_boxed, too_complex
 
 
 def gold_from_solution(solution: str) -> str | None:
@@ -30,7 +30,7 @@ def gold_from_solution(solution: str) -> str | None:
     return boxed.strip()
 
 
-class NuminaMath(Task):
+class NuminaMath(MathTask):
     name = "numina_math"
     hub_id = "daman1209arora/compression_dataset"  # the authors' split (PAPER.md §3)
     eval_split = "train"  # a training set: its prompts are its train split
@@ -54,8 +54,6 @@ class NuminaMath(Task):
         return load_examples(self, ("problem", "solution"), self._example_from_row,
                              lambda: load_hf_rows(self.hub_id, None, self.split))
 
-    def grade(self, completion: str, example: Example) -> bool | None:
-        return check_math(completion, example.gold)
 
 
 class NuminaMathCoT(NuminaMath):

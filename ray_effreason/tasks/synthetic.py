@@ -41,8 +41,7 @@ import re
 from pathlib import Path
 from typing import Any, Sequence
 
-from ray_effreason.tasks.base import DataError, Example, Task, read_jsonl
-from ray_effreason.verifiers import grade_math
+from ray_effreason.tasks.base import DataError, Example, MathTask, read_jsonl
 
 OPERATORS = ("+", "-")
 TEST_BUCKETS = 4  # a quarter of the problems of each level are test problems
@@ -194,8 +193,8 @@ def count_tokens(texts: Sequence[str], tokenizer: Any) -> list[int]:
 
 # ---------------------------------------------------------------- the task
 
-class SyntheticArithmetic(Task):
-    """Chains of single-digit +/- modulo 10; gold is the digit; graded by `verifiers.grade_math` (last box).
+class SyntheticArithmetic(MathTask):
+    """Chains of single-digit +/- modulo 10; gold is the digit; graded as a math task (the last box).
 
     >>> task = SyntheticArithmetic(split="test", num_examples=6, seed=0)
     >>> [example.level for example in task.examples]
@@ -272,8 +271,6 @@ class SyntheticArithmetic(Task):
             examples.append(_with_reference(example))
         return examples
 
-    def grade(self, completion: str, example: Example) -> bool | None:
-        return grade_math(completion, example.gold)
 
 
 def _with_reference(example: Example) -> Example:

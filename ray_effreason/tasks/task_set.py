@@ -22,5 +22,7 @@ class TaskSet(Task):
     def _load(self) -> list[Example]:
         return list(self.task_of)
 
-    def grade(self, completion: str, example: Example) -> bool | None:
-        return self.tasks[self.task_of[example]].grade(completion, example)
+    def grade(self, completion: str, example: Example, *, timeout_s: float = 5.0,
+              extraction: str = "boxed") -> bool | None:
+        return self.tasks[self.task_of[example]].grade(completion, example, timeout_s=timeout_s,
+                                                       extraction=extraction)
