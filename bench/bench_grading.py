@@ -74,7 +74,8 @@ def measure(data: Path, grader_name: str, pass_name: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=Path(os.environ.get("RAY_EFFREASON_DATA", REPO_ROOT.parent / "shared" / "data")),
+    data = Path(os.environ.get("RAY_EFFREASON_DATA", REPO_ROOT.parent / "shared" / "data"))
+    parser.add_argument("--data", type=Path, default=data,
                         help="benchmark data directory (holds math500/test.jsonl)")
     parser.add_argument("--repeats", type=int, default=3, help="fresh-process runs per cell; the fastest is reported")
     parser.add_argument("--one", nargs=2, metavar=("GRADER", "PASS"), help="internal: measure one cell and exit")

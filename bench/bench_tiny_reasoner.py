@@ -38,7 +38,8 @@ def speed(args: argparse.Namespace) -> None:
         metrics = sft_train(model, tokenizer, train, steps=SPEED_STEPS, batch_size=args.batch_size, lr=1e-3, seed=0,
                             num_threads=args.threads, warmup_steps=5)
         print(f"hidden {hidden} layers {layers} params {sum(p.numel() for p in model.parameters())}: "
-              f"{metrics['seconds'] / SPEED_STEPS:.3f} s/step ({metrics['cpu_seconds'] / SPEED_STEPS:.3f} cpu-s), {metrics['tokens_per_second']:.0f} tokens/s", flush=True)
+              f"{metrics['seconds'] / SPEED_STEPS:.3f} s/step ({metrics['cpu_seconds'] / SPEED_STEPS:.3f} cpu-s), "
+              f"{metrics['tokens_per_second']:.0f} tokens/s", flush=True)
 
 
 def build(args: argparse.Namespace) -> None:

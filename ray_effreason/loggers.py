@@ -167,7 +167,10 @@ class MLflowLogger:
     def __init__(self, run: LoggedRun):
         from mlflow.tracking import MlflowClient
 
-        uri = os.environ.get("MLFLOW_TRACKING_URI") or (run.output_dir / "mlruns").resolve().as_uri()
+        uri = os.environ.get("MLFLOW_TRACKING_URI")
+        if uri is None:  # a file store: nothing to run; MLflow 3 refuses one (maintenance mode) unless opted in
+            uri = (run.output_dir / "mlruns").resolve().as_uri()
+            os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
         self.client = MlflowClient(tracking_uri=uri)
         name = os.environ.get("MLFLOW_EXPERIMENT_NAME", "ray_effreason")
         experiment = self.client.get_experiment_by_name(name)

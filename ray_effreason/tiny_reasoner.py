@@ -135,7 +135,8 @@ def build_model(tokenizer: Qwen2Tokenizer, seed: int, shape: TinyModelShape = Ti
         vocab_size=len(tokenizer), hidden_size=shape.hidden_size, intermediate_size=shape.intermediate_size,
         num_hidden_layers=shape.num_layers, num_attention_heads=shape.num_heads,
         num_key_value_heads=shape.num_heads, max_position_embeddings=shape.max_position_embeddings,
-        initializer_range=shape.initializer_range, rope_parameters={"rope_type": "default", "rope_theta": shape.rope_theta},
+        initializer_range=shape.initializer_range,
+        rope_parameters={"rope_type": "default", "rope_theta": shape.rope_theta},
         tie_word_embeddings=True, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
     )
@@ -191,7 +192,7 @@ def _length_grouped_batches(examples: Sequence[Example], tokenizer: Any, rng: ra
 
 def sft_train(model: Qwen2ForCausalLM, tokenizer: Any, task: SyntheticArithmetic, *, steps: int, batch_size: int,
               lr: float, seed: int, num_threads: int = 2, warmup_steps: int = 50, weight_decay: float = 0.01,
-              style: VerboseStyle = VerboseStyle(), minimal_steps: int = 0, group_steps: int = 8,
+              style: VerboseStyle = VerboseStyle(), minimal_steps: int = 0, group_steps: int = 8,  # noqa: B008 (frozen)
               log_every: int = 0) -> dict[str, Any]:
     """Train `model` in place on `task` (the train split); returns metrics (losses, seconds, ...).
 

@@ -65,7 +65,7 @@ def _brace_content(text: str, open_index: int) -> str | None:
 
 def _last_boxed(text: str) -> str | None:
     last = None
-    for last in _BOX_COMMAND.finditer(text):  # one linear pass, however many commands the text holds
+    for last in _BOX_COMMAND.finditer(text):  # noqa: B007  (one linear pass: keep the last match)
         pass
     if last is None:
         return None
@@ -215,7 +215,7 @@ def too_complex(answer: str) -> bool:
     """
     if len(answer) > MAX_ANSWER_CHARS or _max_nesting(answer) > MAX_NESTING:
         return True
-    for base, exponent, top in _NUMERIC_TOWER.findall(answer):
+    for _base, exponent, top in _NUMERIC_TOWER.findall(answer):
         # base^(exponent^top): the inner power alone must stay a small number of digits
         if int(exponent) > 1 and int(top) * math.log10(int(exponent)) > math.log10(MAX_EXPONENT):
             return True
@@ -255,8 +255,10 @@ def extract_paper_answer(text: str) -> str | None:
     """The paper's evaluation extraction (PAPER.md §4): the last `\\boxed{}`, else what follows the last
     "the answer is", else the last number. Training has no fallback (the paper's neither).
 
-    >>> extract_paper_answer("The answer is 18."), extract_paper_answer("so 3 + 4 = 7 apples"), extract_paper_answer("no")
-    ('18', '7', None)
+    >>> extract_paper_answer("The answer is 18."), extract_paper_answer("so 3 + 4 = 7 apples")
+    ('18', '7')
+    >>> extract_paper_answer("no answer here") is None
+    True
     """
     boxed = extract_last_boxed(text)
     if boxed is not None:
@@ -371,8 +373,10 @@ def grade_choice(completion: str, gold_label: str, choices: Sequence[str],
 
     Without a box, the last "answer is (X)" / "Answer: X" counts instead.
 
-    >>> grade_choice("... \\\\boxed{(B)}", "B", ["bank", "library"]), grade_choice("\\\\boxed{bank}", "B", ["bank", "library"])
-    (True, False)
+    >>> grade_choice("... \\\\boxed{(B)}", "B", ["bank", "library"])
+    True
+    >>> grade_choice("\\\\boxed{bank}", "B", ["bank", "library"])
+    False
     >>> grade_choice("So the answer is (b).", "(B)", ["bank", "library"])
     True
     """

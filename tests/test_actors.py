@@ -112,7 +112,8 @@ def test_weight_sync_makes_generator_weights_equal_to_the_learner(ray_local, tin
     learner = LearnerConfig(num_learners=2, zero_stage=3, lr=1e-2, warmup_steps=0, train_batch_size=4,
                             micro_batch_size=1, num_cpus_per_actor=0.5)
     actors = start_actors(name="sync-test", task=task, model_path=tiny_model, tokenizer_path=tiny_model, device="cpu",
-                          rollout=rollout, reward=RewardConfig(num_verifiers=1), seed=0, learner=learner, loss=LossConfig(kl_coef=0.0))
+                          rollout=rollout, reward=RewardConfig(num_verifiers=1), seed=0, learner=learner,
+                          loss=LossConfig(kl_coef=0.0))
     specs = init_weight_sync(actors, rollout)
     actors.learners.train(fake_samples(4), optimizer_steps=1)
     # ZeRO-3 gathers parameters collectively: every rank must take part.

@@ -38,7 +38,8 @@ def test_bf16_learners_and_nccl_weight_sync_to_transformers_generators(ray_gpu, 
     learner = LearnerConfig(num_learners=1, zero_stage=2, lr=1e-2, warmup_steps=0, train_batch_size=4,
                             micro_batch_size=2)
     actors = start_actors(name="gpu-sync", task=task, model_path=tiny_model, tokenizer_path=tiny_model, device="cuda",
-                          rollout=rollout, reward=RewardConfig(num_verifiers=1), seed=0, learner=learner, loss=LossConfig())
+                          rollout=rollout, reward=RewardConfig(num_verifiers=1), seed=0, learner=learner,
+                          loss=LossConfig())
     specs = init_weight_sync(actors, rollout)
     assert all(spec.dtype == "bfloat16" for spec in specs)
     samples = [Sample(prompt_token_ids=[5, 6, 7], token_ids=[8, 9, 10], advantage=float(i % 2 * 2 - 1))

@@ -41,7 +41,8 @@ def test_train_and_test_problems_disjoint():
     test = {e.prompt for e in SyntheticArithmetic(split="test", num_examples=600, seed=2).examples}
     assert train and test and not train & test
     # Level 1 (200 problems in all) is the crowded one: both splits still draw from their own part.
-    assert {p for p in train if len(expression_of_prompt(p)) == 3} and {p for p in test if len(expression_of_prompt(p)) == 3}
+    assert {p for p in train if len(expression_of_prompt(p)) == 3}
+    assert {p for p in test if len(expression_of_prompt(p)) == 3}
 
 
 def expression_of_prompt(prompt):
@@ -114,7 +115,7 @@ def test_jsonl_round_trip_and_bad_gold(tmp_path, tokenizer):
                                 f'"gold": "{(int(task.examples[3].gold) + 1) % 10}"')
     path.write_text("\n".join(lines) + "\n")
     with pytest.raises(DataError, match=":4:"):
-        SyntheticArithmetic(path).examples
+        _ = SyntheticArithmetic(path).examples
     skipping = SyntheticArithmetic(path, skip_bad_rows=True)
     assert len(skipping.examples) == 19 and skipping.bad_rows.count == 1
 

@@ -59,7 +59,8 @@ def test_chat_template_renders_user_then_assistant_prompt(tokenizer):
 
 def test_decode_skip_special_keeps_think_drops_eos(tokenizer):
     ids = tokenizer("<think>\n3\n</think>\n\n\\boxed{3}", add_special_tokens=False)["input_ids"]
-    assert tokenizer.decode(ids + [tokenizer.eos_token_id], skip_special_tokens=True) == "<think>\n3\n</think>\n\n\\boxed{3}"
+    decoded = tokenizer.decode(ids + [tokenizer.eos_token_id], skip_special_tokens=True)
+    assert decoded == "<think>\n3\n</think>\n\n\\boxed{3}"
     assert len({tokenizer.eos_token_id, tokenizer.pad_token_id, tokenizer.bos_token_id}) == 3
 
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-from dataclasses import asdict
 from typing import Any
 
 import torch
@@ -102,7 +101,8 @@ class LearnerWorker:
             torch.cuda.set_device(0)  # Ray sets CUDA_VISIBLE_DEVICES to this actor's GPU
         deepspeed.init_distributed(dist_backend=DEVICES[device].collective)
         torch.manual_seed(seed)
-        self.rank, self.world_size, self.device = rank, world_size, torch.device(device, 0) if device == "cuda" else torch.device("cpu")
+        self.rank, self.world_size = rank, world_size
+        self.device = torch.device(device, 0) if device == "cuda" else torch.device("cpu")
         self.learner, self.loss, self.temperature, self.max_new_tokens = learner, loss, temperature, max_new_tokens
         dtype = getattr(torch, DEVICES[device].dtype)
         model = AutoModelForCausalLM.from_pretrained(model_path, dtype=dtype)
@@ -269,9 +269,6 @@ class LearnerWorker:
         path, _ = self.engine.load_checkpoint(os.path.join(directory, "deepspeed"), tag="state")
         if path is None:
             raise FileNotFoundError(f"no DeepSpeed checkpoint under {directory}/deepspeed")
-
-    def config_for_log(self) -> dict[str, Any]:
-        return {"learner": asdict(self.learner), "loss": asdict(self.loss), "world_size": self.world_size}
 
 
 class LearnerGroup:
