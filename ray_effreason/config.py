@@ -26,6 +26,7 @@ from typing import Any, Callable, Iterable
 from ray_effreason.advantages import ADVANTAGE_ESTIMATORS
 from ray_effreason.devices import DEVICES
 from ray_effreason.losses import AGGREGATIONS, KL_ESTIMATORS
+from ray_effreason.rewards import REWARDS
 from ray_effreason.tasks.base import PROMPT_TEMPLATES
 from ray_effreason.verifiers import EXTRACTIONS
 
@@ -133,9 +134,36 @@ class RewardConfig:
     answer_extraction: str = option("boxed", " | ".join(EXTRACTIONS) + ": where the answer is read: the last "
                                     "\\boxed{} (training, as the paper), or the paper's evaluation fallbacks to "
                                     "'the answer is' and the last number")
+    # The length reward and each one's own knobs (rewards.REWARDS; formulas and citations in length_rewards.py).
+    reward: str = option("arora_zanette", " | ".join(REWARDS) + ": the length reward (arora_zanette: the paper's; "
+                         "the others are issue 12's comparison, length_rewards.py)")
+    kimi_weight: float = option(1.0, "kimi: weight of Kimi k1.5's length reward added to correctness, in [0, 2)")
+    overlong_max_tokens: int | None = option(None, "dapo_overlong: L_max, where the punishment reaches -1 "
+                                                   "(default: max_new_tokens, as DAPO)")
+    overlong_buffer_ratio: float = option(0.2, "dapo_overlong: L_cache / L_max, the soft-punishment buffer "
+                                               "(DAPO: 4096 of 20480 = 0.2)")
+    cosine_max_tokens: int | None = option(None, "cosine: T, the length where the cosine reaches its long end "
+                                                 "(default: max_new_tokens, as Yeo et al.)")
+    truncation_tokens: int | None = option(None, "dler_truncation: L, answers longer than this score 0 "
+                                                 "(default: max_new_tokens, i.e. plain correctness)")
+    l1_alpha: float = option(3e-4, "l1_max: reward per token under budget (L1: 3e-4, for budgets of thousands)")
+    l1_delta: float = option(0.5, "l1_max: reward of a correct answer exactly at budget (L1: 0.5)")
+    l1_budget_min: int = option(100, "l1_max: smallest budget written in a training prompt (L1: 100)")
+    l1_budget_max: int = option(4000, "l1_max: largest budget written in a training prompt (L1: 4000)")
 
     def __post_init__(self) -> None:
         check_choice("answer_extraction", self.answer_extraction, EXTRACTIONS)
+        check_choice("reward", self.reward, REWARDS)
+        check_positive(self, "overlong_max_tokens", "overlong_buffer_ratio", "cosine_max_tokens",
+                       "truncation_tokens", "l1_alpha", "l1_budget_min")
+        if not 0.0 <= self.kimi_weight < 2.0:
+            raise ValueError(f"kimi_weight must be in [0, 2), got {self.kimi_weight} (>= 2: a long correct answer "
+                             "scores at or below a short wrong one, open-r1#360)")
+        if not 0.0 < self.overlong_buffer_ratio <= 1.0 or not 0.0 <= self.l1_delta <= 1.0:
+            raise ValueError(f"overlong_buffer_ratio must be in (0, 1] and l1_delta in [0, 1], got "
+                             f"{self.overlong_buffer_ratio}, {self.l1_delta}")
+        if self.l1_budget_max < self.l1_budget_min:
+            raise ValueError(f"l1_budget_max={self.l1_budget_max} < l1_budget_min={self.l1_budget_min}")
         if not 0.0 <= self.alpha < 1.0:
             raise ValueError(f"alpha must be in [0, 1), got {self.alpha} (alpha >= 1 lets a correct answer score 0)")
         check_positive(self, "num_verifiers", "grade_timeout_s")
@@ -311,7 +339,10 @@ class EvalConfig:
     seed: int = option(0, "seed of every sample's seed (the paper sets none)")
     model: ModelConfig = nested(ModelConfig, hide=("model",))
     rollout: RolloutConfig = nested(_eval_rollout, hide=("samples_per_prompt", "prompts_per_step"))
-    reward: RewardConfig = nested(RewardConfig, hide=("alpha",))
+    # Evaluation grades; it shapes no reward: only the verifier settings are its flags.
+    reward: RewardConfig = nested(RewardConfig, hide=tuple(
+        name for name in RewardConfig.__dataclass_fields__
+        if name not in ("num_verifiers", "grade_timeout_s", "answer_extraction")))
 
     def __post_init__(self) -> None:
         from ray_effreason.tasks import parse_samples

@@ -7,7 +7,8 @@
     2. generate    B*G sample requests, each with its own seed, spread over the generation workers
     3. grade       the verifier pool; truncated samples (no EOS) are not correct
     4. reward      length_penalized_rewards on (B, G): mean/std over each prompt's correct samples; with a
-                   token budget or an accuracy floor, alpha is the controller's (alpha_controller.py)
+                   token budget or an accuracy floor, alpha is the controller's (alpha_controller.py);
+                   --reward NAME picks another length reward (rewards.REWARDS, length_rewards.py)
     5. advantages  RLOO on (B, G) (no per-group std scaling: it would cancel alpha)
     6. update      the learner group: old/ref log-probs, token-level PPO-clip, k1 KL in the reward,
                    optimizer_steps = B*G / train_batch_size steps (the paper: 2)
@@ -43,7 +44,7 @@ from ray_effreason.batching import Sample
 from ray_effreason.config import TrainConfig
 from ray_effreason.config_tree import from_dict, to_dict
 from ray_effreason.evaluation import sample_metrics
-from ray_effreason.rewards import length_penalized_rewards
+from ray_effreason.rewards import prompt_budgets, shaped_rewards
 from ray_effreason.run_log import RunLog
 from ray_effreason.seeding import sample_seed
 from ray_effreason.tasks import load_task
@@ -143,6 +144,7 @@ def train(config: TrainConfig) -> Path:
 
         # ------------------------------------------------------------------ 1. prompts
         batch = [examples[index] for index in prompt_indices(len(examples), B, step, config.seed)]
+        batch, budgets = prompt_budgets(config.reward, batch, (config.seed, step))  # l1_max: budget in the prompt
         requests = [SampleRequest(p * G + g, p, g, batch[p].prompt, sample_seed(config.seed, "train", step, p, g))
                     for p in range(B) for g in range(G)]
         # ------------------------------------------------------------------ 2. generate
@@ -156,7 +158,8 @@ def train(config: TrainConfig) -> Path:
         correct = np.array([grade.correct for grade in grades]).reshape(B, G)  # (B, G)
         num_tokens = np.array([c.num_tokens for c in completions]).reshape(B, G)  # (B, G)
         alpha = controller.alpha if controller else config.reward.alpha  # a budget: alpha is a state of the run
-        rewards = length_penalized_rewards(correct, num_tokens, alpha)  # (B, G)
+        rewards = shaped_rewards(config.reward, correct, num_tokens, alpha=alpha,  # (B, G), --reward NAME
+                                 max_new_tokens=config.rollout.max_new_tokens, budgets=budgets)
         advantages = compute_advantages(config.loss.advantage, rewards)  # (B, G)
         # ------------------------------------------------------------------ 6. update
         samples = [Sample(prompt_token_ids=c.prompt_token_ids, token_ids=c.token_ids,

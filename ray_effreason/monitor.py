@@ -38,7 +38,7 @@ REPO = Path(__file__).resolve().parents[1]
 PROMETHEUS_CONFIG = REPO / "cluster" / "prometheus.yml"
 GRAFANA_DASHBOARD = REPO / "cluster" / "grafana" / "ray_effreason.json"
 DATASOURCE = "Prometheus"  # the datasource Ray provisions (ray.dashboard.modules.metrics: DEFAULT_PROMETHEUS_NAME)
-SERVICE_DISCOVERY = "prom_metrics_service_discovery.json"  # ray._private.ray_constants.PROMETHEUS_SERVICE_DISCOVERY_FILE
+SERVICE_DISCOVERY = "prom_metrics_service_discovery.json"  # ray_constants.PROMETHEUS_SERVICE_DISCOVERY_FILE
 MISSING = ("prometheus not found on PATH. Install the distribution's package (Debian/Ubuntu: "
            "`sudo apt-get install -y prometheus`), or let Ray download one: `ray metrics launch-prometheus` "
            "(which only watches a head in /tmp/ray)")

@@ -51,10 +51,11 @@ class Progress:
     """`update(n, note)` after each unit of work; `close()` at the end (or use it as a context manager)."""
 
     def __init__(self, total: int, what: str, *, unit: str = "step", done: int = 0, every_s: float = 10.0,
-                 stream: IO[str] | None = None, terminal: bool | None = None):
+                 stream: IO[str] | None = None, terminal: bool | None = None, started_s_ago: float = 0.0):
+        """`started_s_ago`: when the work of `done` began, for a Progress made after the first unit finished."""
         self.total, self.what, self.unit, self.done, self.every_s = total, what, unit, done, every_s
         self.stream = stream or sys.stdout
-        self._start_done, self._start = done, time.perf_counter()
+        self._start_done, self._start = done, time.perf_counter() - started_s_ago
         self._last_line = float("-inf")
         self._note = ""
         is_terminal = terminal if terminal is not None else bool(getattr(self.stream, "isatty", lambda: False)())

