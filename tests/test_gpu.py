@@ -65,7 +65,7 @@ def test_vllm_backend_generates_with_per_request_seeds(ray_gpu, tiny_model):
     workers = []
     for engine_seed in (0, 1):  # one at a time: each engine sizes its KV cache from the free memory
         workers.append(remote.remote(tiny_model, None, "vllm", "cuda", engine_seed, 1, 1, 0.3, 512))
-        ray.get(workers[-1].pid.remote())
+        ray.get(workers[-1].__ray_ready__.remote())
     requests = [SampleRequest(i, 0, i, task.examples[0].prompt, seed=100 + i) for i in range(4)]
     sampling = SamplingConfig(temperature=1.0, top_p=1.0, max_new_tokens=16, max_prompt_tokens=128)
     first, other = ray.get([worker.generate.remote(requests, sampling) for worker in workers])

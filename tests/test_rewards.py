@@ -184,3 +184,180 @@ def test_rewards_and_advantages_import_without_torch():
     code = "import sys, ray_effreason.rewards, ray_effreason.advantages; sys.exit('torch' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[1])
     assert result.returncode == 0
+
+
+# ---------------------------------------------------------------- the other length rewards (length_rewards.py)
+
+from ray_effreason import length_rewards  # noqa: E402
+from ray_effreason.config import RewardConfig  # noqa: E402
+from ray_effreason.rewards import REWARDS, prompt_budgets, shaped_rewards  # noqa: E402
+from ray_effreason.tasks.base import Example  # noqa: E402
+
+BUDGET = 100  # the generation budget of the hand-computed cases: a sample of 100 tokens is truncated
+ALL_WRONG = np.zeros((1, 4), bool)
+ONE_CORRECT = np.array([[False, True, False, False]])
+FOUR_LENGTHS = np.array([[20, 40, 60, 80]])
+ALL_TRUNCATED = np.full((1, 4), BUDGET)
+
+
+def reward_of(name, correct, num_tokens, **knobs):
+    config = RewardConfig(reward=name, **knobs)
+    return shaped_rewards(config, correct, num_tokens, alpha=0.2, max_new_tokens=BUDGET,
+                          budgets=np.full(correct.shape[0], 50))
+
+
+def test_rewards_dict_names_every_reward_and_the_config_reads_it():
+    assert list(REWARDS) == ["arora_zanette", "kimi", "dapo_overlong", "cosine", "dler_truncation", "l1_max",
+                             "pass_rate"]
+    with pytest.raises(ValueError, match="arora_zanette"):
+        RewardConfig(reward="nope")
+
+
+def test_default_reward_is_the_papers():
+    correct, num_tokens = np.array([[True, True, False]]), np.array([[10, 30, 5]])
+    np.testing.assert_array_equal(shaped_rewards(RewardConfig(), correct, num_tokens, alpha=0.3, max_new_tokens=99),
+                                  length_penalized_rewards(correct, num_tokens, 0.3))
+
+
+@pytest.mark.parametrize("name", [name for name in REWARDS])
+def test_every_reward_prefers_shorter_among_correct_or_ties(name):
+    rewards = reward_of(name, np.ones((1, 4), bool), FOUR_LENGTHS, truncation_tokens=50, cosine_max_tokens=90,
+                        l1_alpha=0.01)
+    assert (np.diff(rewards[0]) <= 1e-12).all(), rewards  # never longer-is-better for correct answers
+    assert np.isfinite(rewards).all()
+
+
+@pytest.mark.parametrize("name", [name for name in REWARDS])
+def test_every_reward_ranks_a_correct_answer_at_or_above_a_wrong_one_of_the_same_length(name):
+    for length in (20, 60):
+        rewards = reward_of(name, np.array([[True, False]]), np.array([[length, length]]), l1_alpha=0.01)
+        assert rewards[0, 0] >= rewards[0, 1], (name, length, rewards)
+
+
+# Kimi k1.5: lambda = 0.5 - (n - min) / (max - min) over the row; correct + lambda, wrong + min(0, lambda).
+
+def test_kimi_hand_computed():
+    rewards = length_rewards.kimi_length_rewards(np.array([[True, False, True, False]]), FOUR_LENGTHS, weight=1.0)
+    # lambdas 0.5, 1/6, -1/6, -0.5
+    np.testing.assert_allclose(rewards, [[1.5, 0.0, 1 - 1 / 6, -0.5]])
+
+
+def test_kimi_edge_cases():
+    np.testing.assert_allclose(length_rewards.kimi_length_rewards(ALL_WRONG, FOUR_LENGTHS), [[0, 0, -1 / 6, -0.5]])
+    np.testing.assert_allclose(length_rewards.kimi_length_rewards(ONE_CORRECT, FOUR_LENGTHS), [[0, 1 + 1 / 6, -1 / 6, -0.5]])
+    np.testing.assert_array_equal(length_rewards.kimi_length_rewards(np.ones((1, 4), bool), np.full((1, 4), 7)),
+                                  np.ones((1, 4)))  # equal lengths: lambda 0
+    np.testing.assert_array_equal(length_rewards.kimi_length_rewards(ALL_WRONG, ALL_TRUNCATED), np.zeros((1, 4)))
+
+
+def test_kimi_wrong_short_never_beats_long_correct_unless_weight_two_is_refused():
+    # open-r1#360: alone, a long correct answer (-0.5) scores under a short wrong one (0). With correctness
+    # added and weight < 2 it cannot: the longest correct gets 1 - w/2 > 0 >= any wrong sample.
+    rewards = length_rewards.kimi_length_rewards(np.array([[False, True]]), np.array([[10, 1000]]), weight=1.9)
+    assert rewards[0, 1] > rewards[0, 0]
+    with pytest.raises(ValueError, match="open-r1#360"):
+        length_rewards.kimi_length_rewards(np.array([[False, True]]), np.array([[10, 1000]]), weight=2.0)
+    with pytest.raises(ValueError, match="kimi_weight"):
+        RewardConfig(kimi_weight=2.0)
+
+
+# DAPO: +-1 + soft overlong punishment, buffer [L_max - L_cache, L_max].
+
+def test_dapo_hand_computed_and_from_config():
+    rewards = length_rewards.dapo_overlong_rewards(np.array([[True, True, False, True]]), FOUR_LENGTHS,
+                                                   max_tokens=80, buffer_tokens=40)
+    np.testing.assert_allclose(rewards, [[1.0, 1.0, -1.5, 0.0]])
+    # ratio 0.2 of max_new_tokens 100: buffer 20, expected 80
+    np.testing.assert_allclose(reward_of("dapo_overlong", np.ones((1, 3), bool), np.array([[80, 90, 100]])),
+                               [[1.0, 0.5, 0.0]])
+
+
+def test_dapo_edge_cases():
+    rewards = reward_of("dapo_overlong", ALL_WRONG, FOUR_LENGTHS)
+    np.testing.assert_array_equal(rewards, np.full((1, 4), -1.0))
+    np.testing.assert_array_equal(reward_of("dapo_overlong", ALL_WRONG, ALL_TRUNCATED), np.full((1, 4), -2.0))
+    np.testing.assert_array_equal(reward_of("dapo_overlong", ONE_CORRECT, FOUR_LENGTHS), [[-1, 1, -1, -1]])
+    np.testing.assert_array_equal(reward_of("dapo_overlong", np.ones((1, 4), bool), np.full((1, 4), 30)),
+                                  np.ones((1, 4)))
+
+
+# Cosine (Yeo et al.): r_T + (r_0 - r_T)(1 + cos(pi n / T)) / 2; exceed at the generation budget.
+
+def test_cosine_hand_computed():
+    rewards = length_rewards.cosine_length_rewards(np.array([[True, True, False, False]]), np.array([[25, 75, 25, 75]]),
+                                                   max_tokens=100, truncation_tokens=100)
+    c25, c75 = (1 + math.cos(math.pi / 4)) / 2, (1 + math.cos(3 * math.pi / 4)) / 2
+    np.testing.assert_allclose(rewards, [[1 + c25, 1 + c75, -10 * c25, -10 * c75]])
+
+
+def test_cosine_edge_cases_and_no_wraparound_past_T():
+    np.testing.assert_array_equal(reward_of("cosine", ALL_WRONG, ALL_TRUNCATED), np.full((1, 4), -10.0))
+    np.testing.assert_array_equal(reward_of("cosine", np.ones((1, 4), bool), ALL_TRUNCATED), np.full((1, 4), -10.0))
+    equal = reward_of("cosine", np.ones((1, 4), bool), np.full((1, 4), 50))
+    np.testing.assert_allclose(equal, np.full((1, 4), 1.5))
+    one = reward_of("cosine", ONE_CORRECT, np.full((1, 4), 50))
+    np.testing.assert_allclose(one, [[-5.0, 1.5, -5.0, -5.0]])
+    # T = 50 below the budget: past T the reward stays at the long end (open-rs#4: cos would turn back up)
+    past = reward_of("cosine", np.ones((1, 2), bool), np.array([[50, 90]]), cosine_max_tokens=50)
+    np.testing.assert_allclose(past, [[1.0, 1.0]])
+
+
+# DLER: 1 only for a correct answer within L.
+
+def test_dler_hand_computed_and_edges():
+    np.testing.assert_array_equal(reward_of("dler_truncation", np.ones((1, 4), bool), FOUR_LENGTHS,
+                                            truncation_tokens=40), [[1, 1, 0, 0]])
+    np.testing.assert_array_equal(reward_of("dler_truncation", ALL_WRONG, FOUR_LENGTHS, truncation_tokens=40),
+                                  np.zeros((1, 4)))
+    np.testing.assert_array_equal(reward_of("dler_truncation", ONE_CORRECT, FOUR_LENGTHS), [[0, 1, 0, 0]])
+    np.testing.assert_array_equal(reward_of("dler_truncation", ALL_WRONG, ALL_TRUNCATED), np.zeros((1, 4)))
+
+
+# L1-Max: correct * clip(alpha (budget - n) + delta, 0, 1), the budget per prompt.
+
+def test_l1_max_hand_computed_per_prompt_budgets():
+    correct = np.ones((2, 2), bool)
+    rewards = length_rewards.l1_max_rewards(correct, np.array([[20, 80], [20, 80]]), np.array([50, 100]), alpha=0.01)
+    np.testing.assert_allclose(rewards, [[0.8, 0.2], [1.0, 0.7]])
+
+
+def test_l1_max_edge_cases():
+    np.testing.assert_array_equal(reward_of("l1_max", ALL_WRONG, FOUR_LENGTHS, l1_alpha=0.01), np.zeros((1, 4)))
+    np.testing.assert_allclose(reward_of("l1_max", ONE_CORRECT, FOUR_LENGTHS, l1_alpha=0.01), [[0, 0.6, 0, 0]])
+    np.testing.assert_allclose(reward_of("l1_max", np.ones((1, 2), bool), np.full((1, 2), 50)), [[0.5, 0.5]])
+    np.testing.assert_array_equal(reward_of("l1_max", ALL_WRONG, ALL_TRUNCATED), np.zeros((1, 4)))
+    with pytest.raises(ValueError, match="budgets"):
+        shaped_rewards(RewardConfig(reward="l1_max"), ONE_CORRECT, FOUR_LENGTHS, alpha=0.2, max_new_tokens=BUDGET)
+
+
+def test_l1_budget_is_written_in_the_prompt_and_reproducible():
+    examples = [Example(id=f"e{index}", prompt=f"Compute ({index} + 1) mod 10.", gold="0") for index in range(3)]
+    config = RewardConfig(reward="l1_max", l1_budget_min=10, l1_budget_max=20)
+    prompted, budgets = prompt_budgets(config, examples, (0, 5))
+    assert budgets.shape == (3,) and ((10 <= budgets) & (budgets <= 20)).all()
+    for example, original, budget in zip(prompted, examples, budgets):
+        assert example.prompt == f"{original.prompt} Think for maximum {budget} tokens."
+        assert (example.id, example.gold) == (original.id, original.gold)
+    again, budgets_again = prompt_budgets(config, examples, (0, 5))
+    assert again == prompted and (budgets_again == budgets).all()
+    assert prompt_budgets(RewardConfig(), examples, (0, 5)) == (examples, None)
+
+
+# Pass-rate scaled: 1 - alpha * p * sigmoid(z).
+
+def test_pass_rate_hand_computed():
+    correct, num_tokens = np.array([[True, True, False, False]]), np.array([[10, 30, 5, 5]])
+    z = 10 / (10 + 1e-7)
+    np.testing.assert_allclose(length_rewards.pass_rate_rewards(correct, num_tokens, 0.4),
+                               [[1 - 0.4 * 0.5 * sigmoid(-z), 1 - 0.4 * 0.5 * sigmoid(z), 0, 0]])
+
+
+def test_pass_rate_edge_cases_all_correct_is_the_papers():
+    lengths = np.array([[10, 20, 30, 40]])
+    np.testing.assert_allclose(reward_of("pass_rate", np.ones((1, 4), bool), lengths),
+                               length_penalized_rewards(np.ones((1, 4), bool), lengths, 0.2))
+    np.testing.assert_array_equal(reward_of("pass_rate", ALL_WRONG, FOUR_LENGTHS), np.zeros((1, 4)))
+    np.testing.assert_allclose(reward_of("pass_rate", ONE_CORRECT, FOUR_LENGTHS), [[0, 1 - 0.2 / 8, 0, 0]])
+    np.testing.assert_allclose(reward_of("pass_rate", np.ones((1, 4), bool), np.full((1, 4), 9)),
+                               np.full((1, 4), 0.9))
+    np.testing.assert_array_equal(reward_of("pass_rate", ALL_WRONG, ALL_TRUNCATED), np.zeros((1, 4)))

@@ -60,7 +60,7 @@ def workers(ray_local, tiny_model):
             tiny_model, None, "vllm", "cpu", seed=0, max_model_len=512),
         "multiprocess": remote.options(num_cpus=0.5).remote(tiny_model, None, "vllm", "cpu", seed=1, max_model_len=512),
     }
-    ray.get([handle.pid.remote() for handle in handles.values()])  # both engines up
+    ray.get([handle.__ray_ready__.remote() for handle in handles.values()])  # both engines up
     yield handles
     for handle in handles.values():
         ray.kill(handle)

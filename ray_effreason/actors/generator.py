@@ -20,7 +20,6 @@ max_new_tokens, i.e. truncated).
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,7 +28,7 @@ import torch
 from ray_effreason.actors.weight_sync import ParamSpec, WeightSyncGroup, receive_weights
 from ray_effreason.config import SamplingConfig
 from ray_effreason.devices import DEVICES
-from ray_effreason.tasks.base import render_prompt
+from ray_effreason.tasks.base import prompt_token_ids
 
 
 @dataclass(frozen=True)
@@ -80,16 +79,17 @@ class SeededGumbelSampler:
         return logits + gumbel
 
 
-def tokenize_prompts(tokenizer: Any, prompts: list[str], max_prompt_tokens: int) -> list[list[int]]:
-    """Render with the chat template and tokenize; a prompt over the limit is an error, never cut.
+def tokenize_prompts(tokenizer: Any, prompts: list[str], max_prompt_tokens: int,
+                     template: str = "chat") -> list[list[int]]:
+    """Render with the prompt template (tasks.base.PROMPT_TEMPLATES) and tokenize; a prompt over the limit is
+    an error, never cut (the driver checks every training prompt before step 0 the same way).
 
     (The paper's code truncates prompts at 512 tokens from the right, which can cut the assistant tag:
     PAPER.md §1.3. We refuse instead.)
     """
     out = []
     for prompt in prompts:
-        text = render_prompt(prompt, tokenizer)
-        ids = tokenizer(text, add_special_tokens=not getattr(tokenizer, "chat_template", None))["input_ids"]
+        ids = prompt_token_ids(prompt, tokenizer, template)
         if len(ids) > max_prompt_tokens:
             raise ValueError(f"prompt of {len(ids)} tokens exceeds --max-prompt-tokens {max_prompt_tokens}: "
                              f"{prompt[:80]!r}...")
@@ -222,7 +222,8 @@ class GenerationWorker:
 
     def generate(self, requests: list[SampleRequest], sampling: SamplingConfig) -> list[Completion]:
         rendered = tokenize_prompts(self.tokenizer, [request.prompt for request in requests
-                                                     if request.prompt_token_ids is None], sampling.max_prompt_tokens)
+                                                     if request.prompt_token_ids is None], sampling.max_prompt_tokens,
+                                    sampling.prompt_template)
         rendered.reverse()
         prompt_ids = [list(request.prompt_token_ids) if request.prompt_token_ids is not None else rendered.pop()
                       for request in requests]
@@ -257,9 +258,6 @@ class GenerationWorker:
     def weights_for_test(self) -> dict[str, Any]:
         """CPU copies of the weights (transformers backend only), for tests that compare with the learner."""
         return {name: tensor.detach().cpu().clone() for name, tensor in self.backend.named_parameters()}
-
-    def pid(self) -> int:
-        return os.getpid()
 
 
 class GeneratorGroup:
