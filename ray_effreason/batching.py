@@ -75,6 +75,22 @@ def micro_batches(samples: Sequence[Sample], size: int, pad_id: int) -> list[Mic
     return batches
 
 
+def preference_micro_batches(pairs: Sequence[tuple[Sample, Sample]], size: int, pad_id: int) -> list[MicroBatch]:
+    """DPO: chunks of `size` (chosen, rejected) pairs, each one micro-batch of 2 * size rows: the chosen
+    samples first, then their rejected ones in the same order (rows i and i + b/2 are a pair).
+
+    >>> batch, = preference_micro_batches([(Sample([7], [8, 9], 0.0), Sample([7], [5], 0.0))], size=1, pad_id=0)
+    >>> batch.input_ids.tolist()
+    [[7, 8, 9], [7, 5, 0]]
+    """
+    batches = []
+    for start in range(0, len(pairs), size):
+        chunk = pairs[start:start + size]
+        batches.extend(micro_batches([chosen for chosen, _ in chunk] + [rejected for _, rejected in chunk],
+                                     2 * len(chunk), pad_id))
+    return batches
+
+
 # ---------------------------------------------------------------- token-mean across micro-batches and ranks
 
 def step_token_counts(batches: Sequence[MicroBatch], accumulation: int) -> torch.Tensor:

@@ -251,7 +251,27 @@ def _group_metrics(problems: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
             [np.mean([row["num_tokens"] for row in rows]) / rows[0]["min_tokens"] for rows in with_min.values()])
         metrics["tokens_over_min_tokens_correct"] = _mean(
             [row["num_tokens"] / row["min_tokens"] for rows in with_min.values() for row in rows if row["correct"]])
+        metrics["mean_min_tokens"] = _mean([rows[0]["min_tokens"] for rows in with_min.values()])  # the floor
     return metrics
+
+
+def wilson_interval(successes: float, trials: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval of a proportion (sound at 0% and 100%, unlike the normal approximation).
+
+    >>> tuple(round(bound, 4) for bound in wilson_interval(270, 300))
+    (0.8608, 0.9291)
+    >>> wilson_interval(0, 0)
+    (0.0, 1.0)
+    """
+    if trials == 0:
+        return 0.0, 1.0
+    from statistics import NormalDist
+
+    z = NormalDist().inv_cdf(0.5 + confidence / 2)
+    p = successes / trials
+    center = (p + z * z / (2 * trials)) / (1 + z * z / trials)
+    half = z * np.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials)) / (1 + z * z / trials)
+    return float(center - half), float(center + half)
 
 
 def _majority_correct(rows: list[dict[str, Any]]) -> float:

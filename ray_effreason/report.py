@@ -216,44 +216,76 @@ def write_report(summary: dict[str, Any], out_dir: str | Path) -> dict[str, Path
     return paths
 
 
-def plot_family(entries: Sequence[dict[str, Any]], pareto_path: str | Path, levels_path: str | Path) -> None:
-    """The alpha family of a sweep: accuracy vs mean tokens as a curve (base marked), and tokens by level.
+def _family_label(entry: dict[str, Any]) -> str:
+    if entry.get("target") is not None:
+        alpha = entry.get("alpha")
+        return f"target {entry['target']:g}" + ("" if alpha is None else f" (α→{alpha:.2f})")
+    return entry["name"] if entry.get("alpha") is None else f"α={entry['alpha']:g}"
 
-    `entries` are sweep.family_view rows: name, alpha (None for the base), accuracy, mean_tokens,
-    by_level {level: {accuracy, mean_tokens, tokens_over_min_tokens}} (sweep.family_view: the same metric names
-    as evaluation.compute_metrics).
+
+def plot_family(entries: Sequence[dict[str, Any]], pareto_path: str | Path, levels_path: str | Path,
+                others: Sequence[dict[str, Any]] = ()) -> None:
+    """The family of a sweep: accuracy vs mean tokens as a curve (base marked, 95% Wilson intervals, each point
+    labelled, the min-tokens floor drawn when the task has one), and tokens by level.
+
+    `entries` are sweep.family_view rows: name, alpha (None for the base), target (a budget family), accuracy,
+    mean_tokens, n_samples, by_level {level: {accuracy, mean_tokens, ...}} (the metric names of
+    evaluation.compute_metrics). `others`: more models of the same kind drawn as separate points (e.g.
+    controller runs beside a fixed-alpha family).
     """
-    base = [entry for entry in entries if entry["alpha"] is None]
-    family = sorted((entry for entry in entries if entry["alpha"] is not None), key=lambda entry: entry["alpha"])
-    figure = Figure(figsize=(6.4, 4.8))
+    from ray_effreason.evaluation import wilson_interval
+
+    base = [entry for entry in entries if entry["name"] == "base"]
+    family = sorted((entry for entry in entries if entry["name"] != "base"), key=lambda entry: -entry["mean_tokens"])
+    figure = Figure(figsize=(7.2, 5.0))
     axes = figure.add_subplot()
-    axes.plot([entry["mean_tokens"] for entry in family], [100 * entry["accuracy"] for entry in family],
-              "o-", color="tab:blue", label="RL family")
-    for index, entry in enumerate(family):  # labels alternate above/below: nearby points stay readable
-        axes.annotate(f"α={entry['alpha']:g}", (entry["mean_tokens"], 100 * entry["accuracy"]),
-                      textcoords="offset points", xytext=(5, 6 if index % 2 == 0 else -14))
-    for entry in base:
-        axes.plot(entry["mean_tokens"], 100 * entry["accuracy"], "*", color="tab:red", markersize=15,
-                  label="base model")
-    axes.set_xlabel("mean generated tokens (all samples)")
+
+    def draw(points: Sequence[dict[str, Any]], style: str, color: str, label: str, size: float = 6) -> None:
+        if not points:
+            return
+        xs = [entry["mean_tokens"] for entry in points]
+        ys = [100 * entry["accuracy"] for entry in points]
+        bounds = [wilson_interval(entry["accuracy"] * entry["n_samples"], entry["n_samples"]) for entry in points]
+        errors = [[y - 100 * low for y, (low, _) in zip(ys, bounds)],
+                  [100 * high - y for y, (_, high) in zip(ys, bounds)]]
+        axes.errorbar(xs, ys, yerr=errors, fmt=style, color=color, markersize=size, capsize=3, label=label)
+
+    draw(family, "o-", "tab:blue", "RL family (95% Wilson intervals)")
+    draw(base, "*", "tab:red", "base model", size=14)
+    for index, entry in enumerate(others):
+        draw([entry], "D", f"C{(index + 2) % 10}", _family_label(entry), size=8)
+    # labels alternate above/below and carry an offset that grows when two points are close in x
+    labelled = [*family, *base, *others]
+    span = max(entry["mean_tokens"] for entry in labelled) - min(entry["mean_tokens"] for entry in labelled) or 1.0
+    previous_x = None
+    for index, entry in enumerate(sorted(labelled, key=lambda item: item["mean_tokens"])):
+        crowded = previous_x is not None and entry["mean_tokens"] - previous_x < 0.06 * span
+        offset = (6 + 10 * crowded) if index % 2 == 0 else -(14 + 10 * crowded)
+        axes.annotate(_family_label(entry), (entry["mean_tokens"], 100 * entry["accuracy"]),
+                      textcoords="offset points", xytext=(5, offset), fontsize=8)
+        previous_x = entry["mean_tokens"]
+    floor = next((entry.get("mean_min_tokens") for entry in labelled if entry.get("mean_min_tokens")), None)
+    if floor:
+        axes.axvline(floor, color="gray", linestyle=":", label="min-tokens floor (shortest correct trace)")
+    axes.set_xlabel("mean generated tokens per sample (all samples)")
     axes.set_ylabel("accuracy (%)")
-    lowest = min(100 * entry["accuracy"] for entry in entries)
-    axes.set_ylim(max(0.0, lowest - 5), 101)  # no autoscaled zoom that makes 0.3 points look like a cliff
+    lowest = min(100 * wilson_interval(entry["accuracy"] * entry["n_samples"], entry["n_samples"])[0]
+                 for entry in labelled)
+    axes.set_ylim(max(0.0, lowest - 3), 101)  # no autoscaled zoom that makes 0.3 points look like a cliff
     axes.set_title("accuracy vs tokens")
     axes.grid(alpha=0.3)
-    axes.legend()
+    axes.legend(fontsize=8, loc="lower right")
     figure.tight_layout()
     figure.savefig(pareto_path, dpi=120)
 
     figure = Figure(figsize=(7.2, 4.8))
     axes = figure.add_subplot()
-    for entry in [*base, *family]:
+    for entry in [*base, *family, *others]:
         levels = sorted(entry["by_level"], key=int)
-        label = "base" if entry["alpha"] is None else f"α={entry['alpha']:g}"
         axes.plot([int(level) for level in levels], [entry["by_level"][level]["mean_tokens"] for level in levels],
-                  "o-" if entry["alpha"] is not None else "*--", label=label)
+                  "*--" if entry["name"] == "base" else "o-", label=_family_label(entry))
     axes.set_xlabel("difficulty level")
-    axes.set_ylabel("mean generated tokens")
+    axes.set_ylabel("mean generated tokens per sample")
     axes.set_title("tokens by difficulty level (harder problems keep more tokens)")
     axes.grid(alpha=0.3)
     axes.legend()

@@ -132,7 +132,7 @@ def final_alpha(run_dir: Path) -> float | None:
 def family_view(summary: dict[str, Any], labels: dict[str, dict[str, Any]], task: str) -> list[dict[str, Any]]:
     """Step 4: one entry per model, a view over summary["models"] with the same metric names, and each model's
     labels (alpha; target and the final alpha for a budget family; alpha None = the base)."""
-    names = ("accuracy", "mean_tokens", "tokens_over_min_tokens", "truncation_rate")
+    names = ("accuracy", "mean_tokens", "tokens_over_min_tokens", "mean_min_tokens", "truncation_rate")
     entries = []
     for name, label in labels.items():
         metrics = summary["models"][name][task]
@@ -190,6 +190,10 @@ def run_sweep(config: SweepConfig, dashboard_url: str) -> dict[str, Any]:
     task = eval_config.tasks[0]
     entries = family_view(summary, labels, task)
     table = family_table(entries, entries[0])
+    if len(eval_config.tasks) > 1:  # the paper's table: every task, both normalizations (PAPER.md §6.1)
+        from ray_effreason.report import markdown_table
+
+        table += f"\n\n(the family table above is {task}; every task:)\n\n" + markdown_table(summary)
     result = {**summary, "family": entries, "family_task": task, "base_model_path": base,
               "seconds": {"total": time.perf_counter() - started, "train": trained - started},
               "eval_dir": str(output_dir / "eval")}

@@ -96,3 +96,32 @@ def test_scaled_down_sweep_runs_as_parallel_jobs_and_writes_the_report(head, tin
     for name in ("pareto.png", "tokens_by_level.png"):
         assert (output / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and (output / name).stat().st_size > 10_000
     assert "| alpha |" in (output / "summary.md").read_text()
+
+
+@pytest.mark.slow
+def test_scaled_down_paper_preset_sweep_gives_the_three_dataset_table(head, tiny_model, data_dir, tmp_path):
+    # --preset paper-1.5b, scaled down: a tiny model, NuminaMath-format rows from GSM8K train, one alpha, one step,
+    # then the paper's evaluation (GSM8K x1, MATH500 x3, AIME2024 x10 samples) on the local benchmark files
+    rows = [json.loads(line) for line in (data_dir / "gsm8k" / "train.jsonl").read_text().splitlines()[:16]]
+    train = tmp_path / "numina.jsonl"
+    train.write_text("".join(json.dumps({"problem": row["question"], "solution": f"so \\boxed{{{row['final']}}}"})
+                             + "\n" for row in rows))
+    output = tmp_path / "sweep"
+    result = submit("jobs/sweep_alpha.py", "--preset", "paper-1.5b", "--model", tiny_model, "--task-path", str(train),
+                    "--alphas", "0.2", "--steps", "1", "--prompts-per-step", "2", "--samples-per-prompt", "2",
+                    "--train-batch-size", "4", "--micro-batch-size", "2", "--num-learners", "1", "--num-generators", "1",
+                    "--zero-stage", "0", "--no-offload-optimizer", "--max-new-tokens", "8", "--num-verifiers", "1",
+                    "--num-cpus-per-actor", "0.5", "--generator-backend", "transformers", "--device", "cpu",
+                    "--eval-limit", "2", "--eval-max-new-tokens", "8", "--eval-data-dir", str(data_dir),
+                    "--output-dir", str(output))
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-3000:]
+    summary = json.loads((output / "summary.json").read_text())
+    assert set(summary["models"]["alpha-0.2"]) == {"gsm8k", "math500", "aime2024"}
+    assert [summary["models"]["base"][task]["n_samples"] for task in ("gsm8k", "math500", "aime2024")] == [2, 6, 20]
+    relative = summary["relative"]["alpha-0.2"]
+    assert relative["tasks"] == ["aime2024", "gsm8k", "math500"]
+    assert {"tokens_pct", "accuracy_pct"} <= set(relative["mean_of_ratios"]) | set(relative["ratio_of_sums"])
+    text = (output / "summary.md").read_text()
+    assert "mean of ratios" in text and "ratio of sums" in text and "aime2024" in text
+    config = json.loads((output / "alpha-0.2" / "config.json").read_text())
+    assert config["rollout"]["prompt_template"] == "paper" and config["loss"]["whiten_advantages"] is True

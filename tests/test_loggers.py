@@ -174,10 +174,17 @@ def test_grafana_dashboard_has_a_panel_per_gauge_on_the_datasource_ray_provision
 # ---------------------------------------------------------------- a real run, real Ray
 
 
-@pytest.mark.ray
-def test_two_step_training_run_writes_tensorboard_scalars_and_progress(tiny_model, tmp_path, capfd):
+@pytest.fixture(scope="module")
+def ray_local():
     import ray
 
+    ray.init(address="local", num_cpus=4, include_dashboard=False, ignore_reinit_error=True)
+    yield
+    ray.shutdown()
+
+
+@pytest.mark.ray
+def test_two_step_training_run_writes_tensorboard_scalars_and_progress(ray_local, tiny_model, tmp_path, capfd):
     from ray_effreason.driver import train
 
     config = from_flat(TrainConfig, {
@@ -186,11 +193,7 @@ def test_two_step_training_run_writes_tensorboard_scalars_and_progress(tiny_mode
         "samples_per_prompt": 2, "prompts_per_step": 2, "max_new_tokens": 8, "max_prompt_tokens": 64,
         "generator_backend": "transformers", "num_verifiers": 1, "zero_stage": 0, "train_batch_size": 4,
         "micro_batch_size": 4, "warmup_steps": 0, "num_cpus_per_actor": 0.5, "loggers": "tensorboard"})
-    ray.init(address="local", num_cpus=4, include_dashboard=False, ignore_reinit_error=True)
-    try:
-        train(config)
-    finally:
-        ray.shutdown()
+    train(config)
     found = scalars(tmp_path / "run" / "tensorboard")
     for name in ("reward", "accuracy", "mean_tokens", "max_tokens", "truncation_rate", "kl_to_ref", "alpha",
                  "tokens_per_second", "time/generate", "time/grade", "time/update", "time/sync"):
@@ -198,6 +201,24 @@ def test_two_step_training_run_writes_tensorboard_scalars_and_progress(tiny_mode
     jsonl = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert [value for _, value in found["mean_tokens"]] == pytest.approx([row["mean_tokens"] for row in jsonl])
     assert "[tb-run] 2/2 steps (100%)" in capfd.readouterr().out
+
+
+@pytest.mark.ray
+def test_evaluation_summary_goes_to_the_logger_and_shows_progress(ray_local, tiny_model, tmp_path, capfd):
+    from ray_effreason.config import EvalConfig
+    from ray_effreason.eval_runner import evaluate
+
+    config = from_flat(EvalConfig, {
+        "models": tiny_model, "names": "tiny", "tasks": "synthetic", "output_dir": str(tmp_path / "eval"),
+        "samples": 1, "limit": 4, "batch_size": 2, "max_new_tokens": 8, "num_verifiers": 1, "device": "cpu",
+        "generator_backend": "transformers"})
+    summary = evaluate(config, loggers=("tensorboard",))
+    found = scalars(tmp_path / "eval" / "tensorboard")
+    metrics = summary["models"]["tiny"]["synthetic"]
+    assert found["eval/tiny/synthetic/mean_tokens"] == [(0, pytest.approx(metrics["mean_tokens"]))]
+    assert found["eval/tiny/synthetic/accuracy"] == [(0, pytest.approx(metrics["accuracy"]))]
+    out = capfd.readouterr().out
+    assert "[tiny synthetic] 2/4 samples (50%)" in out and "[tiny synthetic] 4/4 samples (100%)" in out
 
 
 # ---------------------------------------------------------------- Prometheus via make monitor

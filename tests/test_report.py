@@ -126,3 +126,18 @@ def test_plot_pareto_normalized_only_needs_a_base_model(tmp_path):
     assert_real_png(plot_pareto(make_summary(), tmp_path / "normalized.png", per_task=False))
     with pytest.raises(ValueError, match="no base model"):
         plot_pareto(make_summary(base_model=None), tmp_path / "none.png", per_task=False)
+
+
+def test_plot_family_draws_intervals_labels_and_extra_points(tmp_path):
+    from ray_effreason.report import plot_family
+
+    def entry(name, alpha, accuracy, tokens, **extra):
+        return {"name": name, "alpha": alpha, "accuracy": accuracy, "mean_tokens": tokens, "n_samples": 300,
+                "mean_min_tokens": 30.0, "by_level": {"1": {"mean_tokens": tokens / 2}, "2": {"mean_tokens": tokens}},
+                **extra}
+
+    entries = [entry("base", None, 0.9, 63.0), entry("alpha-0.1", 0.1, 0.9, 40.0), entry("alpha-0.4", 0.4, 0.8, 31.0)]
+    others = [entry("target-0.6", 0.25, 0.88, 38.0, target=0.6)]
+    plot_family(entries, tmp_path / "pareto.png", tmp_path / "levels.png", others=others)
+    for name in ("pareto.png", "levels.png"):
+        assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and (tmp_path / name).stat().st_size > 10_000

@@ -244,7 +244,8 @@ def test_kimi_hand_computed():
 
 def test_kimi_edge_cases():
     np.testing.assert_allclose(length_rewards.kimi_length_rewards(ALL_WRONG, FOUR_LENGTHS), [[0, 0, -1 / 6, -0.5]])
-    np.testing.assert_allclose(length_rewards.kimi_length_rewards(ONE_CORRECT, FOUR_LENGTHS), [[0, 1 + 1 / 6, -1 / 6, -0.5]])
+    np.testing.assert_allclose(length_rewards.kimi_length_rewards(ONE_CORRECT, FOUR_LENGTHS),
+                               [[0, 1 + 1 / 6, -1 / 6, -0.5]])
     np.testing.assert_array_equal(length_rewards.kimi_length_rewards(np.ones((1, 4), bool), np.full((1, 4), 7)),
                                   np.ones((1, 4)))  # equal lengths: lambda 0
     np.testing.assert_array_equal(length_rewards.kimi_length_rewards(ALL_WRONG, ALL_TRUNCATED), np.zeros((1, 4)))

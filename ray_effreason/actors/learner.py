@@ -15,6 +15,9 @@ Departures from the paper's code, on purpose:
 - the reference model is a plain frozen replica on each rank, not a ZeRO-3 sharded engine (7B in bf16
   fits a GPU; shard it if yours does not);
 - batch advantage whitening (OpenRLHF's, PAPER.md §1.4) is off unless `whiten_advantages` is set.
+
+`train_objective` is the baselines' update (issue 12): SFT on the shortest correct completions, or DPO
+against the frozen reference; the RL path (`train`) does not go through it.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from ray_effreason.batching import (
     MicroBatch,
     Sample,
     micro_batches,
+    preference_micro_batches,
     step_token_counts,
     token_mean_scales,
     whitened_advantages,
@@ -38,6 +42,7 @@ from ray_effreason.batching import (
 from ray_effreason.config import LearnerConfig, LossConfig
 from ray_effreason.devices import DEVICES
 from ray_effreason.losses import kl_penalized_advantages, policy_loss, token_logprobs
+from ray_effreason.preference_losses import dpo_loss, sequence_logprobs, sft_loss
 
 
 def deepspeed_config(learner: LearnerConfig, world_size: int, device: str) -> dict[str, Any]:
@@ -109,6 +114,7 @@ class LearnerWorker:
         if learner.gradient_checkpointing:
             model.gradient_checkpointing_enable()
         self.pad_id = model.config.pad_token_id if model.config.pad_token_id is not None else 0
+        self.model_path, self.dtype = model_path, dtype  # DPO loads its frozen reference on first use
         self.reference = None
         if loss.kl_coef > 0:
             self.reference = AutoModelForCausalLM.from_pretrained(model_path, dtype=dtype).to(self.device).eval()
@@ -209,6 +215,56 @@ class LearnerWorker:
         metrics["lr_first"] = lrs[0]
         return metrics
 
+    # ------------------------------------------------------------------ the baselines' objectives (issue 12)
+
+    def train_objective(self, objective: str, items: list[Any], beta: float = 0.1) -> dict[str, float]:
+        """Supervised updates on this rank's shard, one optimizer step per train_batch_size / ranks items:
+
+            "sft"  items are Samples (the shortest correct completions): preference_losses.sft_loss, made a
+                   mean over ALL completion tokens of the optimizer step (batching.token_mean_scales)
+            "dpo"  items are (chosen, rejected) Sample pairs: preference_losses.dpo_loss with `beta`, against
+                   the frozen reference (the initial policy; loaded here if the KL term did not load it)
+
+        `train` (the RL update) is not involved: no old log-probs, no advantages, no clipping.
+        """
+        if objective not in ("sft", "dpo"):
+            raise ValueError(f"unknown objective {objective!r}; choose one of ['sft', 'dpo']")
+        self.engine.train()
+        size, pad_id = self.learner.micro_batch_size, self.pad_id
+        chunks = micro_batches if objective == "sft" else preference_micro_batches
+        batches = [batch.to(self.device) for batch in chunks(items, size, pad_id)]
+        accumulation = self.engine.gradient_accumulation_steps()
+        scales = [1.0] * len(batches)
+        if objective == "sft":
+            import torch.distributed as dist
+
+            step_tokens = step_token_counts(batches, accumulation).to(self.device)  # (optimizer steps,)
+            dist.all_reduce(step_tokens)
+            scales = token_mean_scales(batches, accumulation, self.world_size, step_tokens.cpu())
+        elif self.reference is None:
+            from transformers import AutoModelForCausalLM
+
+            self.reference = AutoModelForCausalLM.from_pretrained(self.model_path, dtype=self.dtype).to(self.device)
+            self.reference.eval().requires_grad_(False)
+        totals: dict[str, float] = {}
+        for index, batch in enumerate(batches):
+            logprobs = self._logprobs(self.engine, batch.input_ids, batch.attention)  # (b, T-1)
+            if objective == "sft":
+                loss, metrics = sft_loss(logprobs, batch.mask)
+            else:
+                with torch.no_grad():
+                    reference = sequence_logprobs(self._logprobs(self.reference, batch.input_ids, batch.attention),
+                                                  batch.mask)  # (2p,)
+                policy, pairs = sequence_logprobs(logprobs, batch.mask), batch.input_ids.shape[0] // 2
+                loss, metrics = dpo_loss(policy[:pairs], policy[pairs:], reference[:pairs], reference[pairs:], beta)
+            self.engine.backward(loss * scales[index])
+            self.engine.step()
+            for key, value in metrics.items():
+                totals[key] = totals.get(key, 0.0) + float(value)
+        result = {key: value / len(batches) for key, value in totals.items()}
+        result["optimizer_steps"] = float(len(batches) // accumulation)
+        return result
+
     # ------------------------------------------------------------------ weights
 
     def _gathered(self, parameter: torch.nn.Parameter):
@@ -290,6 +346,20 @@ class LearnerGroup:
             for rank in range(ranks):
                 shards[rank].extend(step_samples[rank * per_rank:(rank + 1) * per_rank])
         results = ray.get([worker.train.remote(shard) for worker, shard in zip(self.workers, shards)])
+        return {key: sum(result[key] for result in results) / ranks for key in results[0]}
+
+    def train_objective(self, objective: str, items: list[Any], optimizer_steps: int,
+                        beta: float = 0.1) -> dict[str, float]:
+        """SFT samples or DPO pairs (LearnerWorker.train_objective), sharded per optimizer step as `train`."""
+        import ray
+
+        ranks = len(self.workers)
+        per_step, per_rank = len(items) // optimizer_steps, len(items) // optimizer_steps // ranks
+        shards = [[item for step in range(optimizer_steps)
+                   for item in items[step * per_step + rank * per_rank: step * per_step + (rank + 1) * per_rank]]
+                  for rank in range(ranks)]
+        results = ray.get([worker.train_objective.remote(objective, shard, beta)
+                           for worker, shard in zip(self.workers, shards)])
         return {key: sum(result[key] for result in results) / ranks for key in results[0]}
 
     def broadcast_weights(self, specs: list[ParamSpec]) -> list[Any]:
