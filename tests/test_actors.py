@@ -176,3 +176,23 @@ def test_lr_warmup_follows_hf_constant_with_warmup(ray_local, tiny_model):
     group = start_learners(tiny_model, 1, learner, LossConfig(kl_coef=0.0))
     lrs = [group.train(fake_samples(4, seed=step), optimizer_steps=1)["lr"] for step in range(5)]
     assert lrs == pytest.approx([0.0, 1e-3, 2e-3, 3e-3, 3e-3])
+
+
+def test_transformers_samples_ignore_the_models_generation_config(tiny_model, task, tmp_path):
+    # Issue 13, fix 4: a model whose generation_config.json sets a repetition penalty (and an n-gram ban) must
+    # sample exactly as the same weights without it, i.e. from softmax(logits / T) alone, what the learner scores.
+    import shutil
+
+    from transformers import GenerationConfig
+
+    penalized = tmp_path / "penalized"
+    shutil.copytree(tiny_model, penalized)
+    GenerationConfig(repetition_penalty=1.5, no_repeat_ngram_size=2).save_pretrained(penalized)
+    clean = GenerationWorker(tiny_model, None, "transformers", "cpu", 0)
+    inherited = GenerationWorker(str(penalized), None, "transformers", "cpu", 0)
+    requests = make_requests(task, prompts=2, group=4)
+    samples = [c.token_ids for c in clean.generate(requests, SAMPLING)]
+    assert [c.token_ids for c in inherited.generate(requests, SAMPLING)] == samples
+    # Not vacuous: with the file's config back on the model, generate() applies the penalty and samples change.
+    inherited.backend.model.generation_config = GenerationConfig.from_pretrained(penalized)
+    assert [c.token_ids for c in inherited.generate(requests, SAMPLING)] != samples

@@ -129,7 +129,7 @@ def test_learner_sft_and_dpo_objectives_move_the_model_their_way(ray_local, tiny
         last = sft.train_objective("sft", samples, optimizer_steps=1)
     assert first["optimizer_steps"] == 1.0 and last["nll"] < first["nll"] - 0.1, (first, last)
 
-    pairs = [(Sample([5, 6], [9, 9, 9], 0.0), Sample([5, 6], [12, 13, 14, 15, 16], 0.0)) for _ in range(4)]
+    pairs = [(Sample([5, 6], [9, 9, 9], 0.0), Sample([5, 6], [12, 13, 14, 15, 16], 0.0)) for _ in range(8)]
     dpo = _learner(tiny_model, kl_coef=0.0)  # no KL term: the reference is loaded on DPO's first call
     first = dpo.train_objective("dpo", pairs, optimizer_steps=2, beta=0.5)
     assert first["reward_margin"] == pytest.approx(0.0, abs=1e-5) and first["optimizer_steps"] == 2.0

@@ -21,7 +21,7 @@ max_new_tokens, i.e. truncated).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -99,13 +99,18 @@ def tokenize_prompts(tokenizer: Any, prompts: list[str], max_prompt_tokens: int,
 
 class TransformersBackend:
     def __init__(self, model_path: str, tokenizer_path: str, device: str, seed: int):
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
 
         torch.manual_seed(seed)
         self.device = torch.device(device)
         dtype = getattr(torch, DEVICES[device].dtype)
         self.tokenizer = AutoTokenizer.from_pretrained(tokenizer_path)
         self.model = AutoModelForCausalLM.from_pretrained(model_path, dtype=dtype).to(self.device).eval()
+        # Samples must come from softmax(logits / T), the distribution the learner scores (issue 13, fix 4):
+        # generate() fills every field its config leaves unset from the model's generation_config.json (a
+        # repetition_penalty, no_repeat_ngram_size, min_length, suppress_tokens, ... each a logits processor that
+        # would make rollouts off-policy). A fresh GenerationConfig leaves only HF's neutral global defaults.
+        self.model.generation_config = GenerationConfig()
         self.pad_id = (self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None
                        else self.tokenizer.eos_token_id)
 
@@ -175,6 +180,9 @@ class VLLMBackend:
         self.llm = LLM(model=model_path, tokenizer=tokenizer_path, seed=seed, dtype=DEVICES[device].dtype,
                        tensor_parallel_size=tensor_parallel_size, max_model_len=max_model_len,
                        enable_prefix_caching=True,
+                       # "vllm": ignore the model's generation_config.json (its repetition_penalty, top_k, ...);
+                       # the SamplingParams below are the whole sampling distribution (issue 13, fix 4).
+                       generation_config="vllm",
                        distributed_executor_backend="ray" if tensor_parallel_size > 1 else None,
                        worker_extension_cls="ray_effreason.actors.vllm_extension.WeightSyncExtension",
                        **device_args[device])
@@ -219,8 +227,16 @@ class GenerationWorker:
         self.tokenizer = self.backend.tokenizer
         self.generation_batch_size = generation_batch_size
         self.sync_group: WeightSyncGroup | None = None
+        # How many weight syncs these weights are from the ones loaded from model_path. A worker Ray restarted
+        # is back at 0 while the driver's group has moved on: `generate` refuses to sample from stale weights.
+        self.weights_version = 0
 
-    def generate(self, requests: list[SampleRequest], sampling: SamplingConfig) -> list[Completion]:
+    def generate(self, requests: list[SampleRequest], sampling: SamplingConfig,
+                 weights_version: int | None = None) -> list[Completion]:
+        """`weights_version`: the version the caller expects (None: any); a mismatch raises StaleWeightsError."""
+        if weights_version is not None and weights_version != self.weights_version:
+            raise StaleWeightsError(f"weights version {self.weights_version}, expected {weights_version} "
+                                    f"(the worker restarted and has not re-joined the weight sync)")
         rendered = tokenize_prompts(self.tokenizer, [request.prompt for request in requests
                                                      if request.prompt_token_ids is None], sampling.max_prompt_tokens,
                                     sampling.prompt_template)
@@ -247,29 +263,73 @@ class GenerationWorker:
         else:
             self.sync_group = WeightSyncGroup(host, port, rank, world_size, backend)
 
-    def receive_weights(self, specs: list[ParamSpec]) -> None:
+    def receive_weights(self, specs: list[ParamSpec], version: int | None = None) -> None:
         if self.backend_name == "vllm":
             # The specs reach the vLLM worker process through msgspec, as dicts: the extension rebuilds them.
             self.backend.llm.collective_rpc("receive_weights", args=(specs,))
             self.backend.llm.reset_prefix_cache()  # cached KV blocks belong to the old weights
         else:
             self.backend.load_weights(receive_weights(self.sync_group, specs))
+        self.weights_version = self.weights_version + 1 if version is None else version
 
     def weights_for_test(self) -> dict[str, Any]:
         """CPU copies of the weights (transformers backend only), for tests that compare with the learner."""
         return {name: tensor.detach().cpu().clone() for name, tensor in self.backend.named_parameters()}
 
 
+class StaleWeightsError(RuntimeError):
+    """A generate call reached a worker whose weights are not the driver's current ones (it was restarted)."""
+
+
+# The faults after which a generation worker's share of a step is re-issued: the actor died (Ray restarts it,
+# launch.ACTOR_RESTARTS) or it came back from a restart between steps, with the weights it started from.
+def _lost_or_stale(error: Exception) -> bool:
+    import ray
+
+    return (isinstance(error, ray.exceptions.RayActorError)
+            or isinstance(getattr(error, "cause", None), StaleWeightsError))
+
+
 class GeneratorGroup:
-    """Driver-side handle over N GenerationWorker actors: one batch of requests, split evenly, in order."""
+    """Driver-side handle over N GenerationWorker actors: one batch of requests, split evenly, in order.
+
+    `weights_version` counts the weight syncs sent (launch.sync_weights): a worker with another version has
+    been restarted by Ray and is re-joined to the sync group before it samples again.
+    """
 
     def __init__(self, workers: list[Any]):
         self.workers = workers
+        self.weights_version = 0
+        self.reissued_requests = 0  # requests generated again after a worker fault, for the run's log
 
-    def generate(self, requests: list[SampleRequest], sampling: SamplingConfig) -> list[Completion]:
+    def generate(self, requests: list[SampleRequest], sampling: SamplingConfig,
+                 rejoin: Callable[[], None] | None = None, attempts: int = 3) -> list[Completion]:
+        """On a worker fault, `rejoin()` (re-create the sync group, re-send the current weights) and re-issue
+        only that worker's requests, up to `attempts` times; without `rejoin` the fault is raised. Each sample
+        has its own seed, so the re-issued requests give the samples the lost worker would have given."""
         import ray
 
         size = -(-len(requests) // len(self.workers))
-        chunks = [requests[start:start + size] for start in range(0, len(requests), size)]
-        results = ray.get([worker.generate.remote(chunk, sampling) for worker, chunk in zip(self.workers, chunks)])
-        return [completion for chunk in results for completion in chunk]
+        pending = {index: requests[start:start + size]
+                   for index, start in enumerate(range(0, len(requests), size))}
+        done: dict[int, list[Completion]] = {}
+        version = self.weights_version if rejoin else None  # without a sync group (evaluation), any weights
+        for attempt in range(attempts + 1):
+            calls = {index: self.workers[index].generate.remote(chunk, sampling, version)
+                     for index, chunk in pending.items()}
+            failed = {}
+            for index, call in calls.items():
+                try:
+                    done[index] = ray.get(call)
+                except Exception as error:  # noqa: BLE001 (re-raised unless a lost or stale worker)
+                    if rejoin is None or attempt == attempts or not _lost_or_stale(error):
+                        raise
+                    failed[index] = pending[index]
+            if not failed:
+                break
+            # A restarting actor answers once it is back (or raises ActorDiedError when out of restarts).
+            ray.get([self.workers[index].__ray_ready__.remote() for index in failed])
+            rejoin()
+            self.reissued_requests += sum(len(chunk) for chunk in failed.values())
+            pending = failed
+        return [completion for index in sorted(done) for completion in done[index]]

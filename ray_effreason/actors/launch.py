@@ -57,6 +57,14 @@ def _cpu_env(device: str) -> dict[str, Any]:
     return {"runtime_env": {"env_vars": {"OMP_WAIT_POLICY": "PASSIVE"}}} if device == "cpu" else {}
 
 
+# Restarts Ray gives an actor that dies (a killed process, a lost node), per role. Generation workers and
+# verifiers hold nothing a step needs but the weights, which the driver re-sends (`rejoin_weight_sync`): they
+# restart in place and their unfinished calls are re-issued (GeneratorGroup.generate, VerifierPool.grade).
+# Learner ranks hold optimizer state and a torch.distributed group that cannot take a new member: none; the
+# driver's supervisor restarts the run from its last checkpoint instead (driver.train, --max-restarts).
+ACTOR_RESTARTS: dict[str, int] = {"generator": 3, "verifier": 3, "learner": 0}
+
+
 def _bundle(device: str, cpus: float, gpus: int) -> dict[str, float]:
     return {"CPU": cpus, "GPU": gpus} if device == "cuda" and gpus else {"CPU": cpus}
 
@@ -91,6 +99,7 @@ def start_actors(*, name: str, task: Task, model_path: str, tokenizer_path: str 
         gpus = 1 if device == "cuda" else 0
         learners = LearnerGroup([
             remote.options(name=f"{name}-learner-{rank}", num_cpus=cpus, num_gpus=gpus,
+                           max_restarts=ACTOR_RESTARTS["learner"],
                            scheduling_strategy=strategy(rank), **_cpu_env(device)).remote(
                 rank, num_learners, host, port, learner_model_path or model_path, learner, loss,
                 rollout.temperature, rollout.max_new_tokens, device, seed, threads)
@@ -102,6 +111,7 @@ def start_actors(*, name: str, task: Task, model_path: str, tokenizer_path: str 
     gpus = rollout.tensor_parallel_size if device == "cuda" and rollout.tensor_parallel_size == 1 else 0
     generators = GeneratorGroup([
         remote.options(name=f"{name}-generator-{index}", num_cpus=cpus, num_gpus=gpus,
+                       max_restarts=ACTOR_RESTARTS["generator"],
                        scheduling_strategy=strategy(num_learners + index), **_cpu_env(device)).remote(
             model_path, tokenizer_path, backend, device, seed + index, threads, rollout.tensor_parallel_size,
             rollout.gpu_memory_utilization, rollout.max_prompt_tokens + rollout.max_new_tokens,
@@ -109,12 +119,15 @@ def start_actors(*, name: str, task: Task, model_path: str, tokenizer_path: str 
         for index in range(rollout.num_generators)])
     verifiers = VerifierPool(task, reward.num_verifiers, num_cpus=verifier_cpus, name_prefix=name,
                              placement_group=group, timeout_s=reward.grade_timeout_s,
-                             extraction=reward.answer_extraction)
+                             extraction=reward.answer_extraction, max_restarts=ACTOR_RESTARTS["verifier"])
     return Actors(generators, verifiers, learners, group, device)
 
 
 def init_weight_sync(actors: Actors, rollout: RolloutConfig) -> list[Any]:
-    """Join learner rank 0 and every generation worker (and TP shard) into one broadcast group."""
+    """Join learner rank 0 and every generation worker (and TP shard) into one broadcast group.
+
+    Called again after a generation worker restarts: a torch.distributed group cannot take a new member, so
+    every member builds a fresh group on a fresh port (the old one is dropped)."""
     rank0 = actors.learners.workers[0]
     host, port = ray.get(rank0.sync_address.remote())
     world_size = 1 + rollout.num_generators * rollout.tensor_parallel_size
@@ -122,19 +135,46 @@ def init_weight_sync(actors: Actors, rollout: RolloutConfig) -> list[Any]:
     calls = [rank0.init_weight_sync.remote(host, port, world_size, backend)]
     calls += [worker.init_weight_sync.remote(host, port, 1 + index * rollout.tensor_parallel_size, world_size, backend)
               for index, worker in enumerate(actors.generators.workers)]
-    ray.get(calls)
+    get_all(calls)
     return ray.get(rank0.weight_specs.remote())
 
 
-def sync_weights(actors: Actors, specs: list[Any]) -> None:
+def sync_weights(actors: Actors, specs: list[Any], resend: bool = False) -> None:
+    """Learner rank 0 -> every generation worker: the next weights version (`resend`: the current one again)."""
+    version = actors.generators.weights_version + (0 if resend else 1)
     calls = actors.learners.broadcast_weights(specs)
-    calls += [worker.receive_weights.remote(specs) for worker in actors.generators.workers]
-    ray.get(calls)
+    calls += [worker.receive_weights.remote(specs, version) for worker in actors.generators.workers]
+    get_all(calls)
+    actors.generators.weights_version = version
+
+
+def rejoin_weight_sync(actors: Actors, rollout: RolloutConfig, specs: list[Any]) -> None:
+    """After a generation worker restarted: a new sync group for all members, then the current weights again
+    (the learner's, unchanged since the last sync: this runs before the step's update)."""
+    init_weight_sync(actors, rollout)
+    sync_weights(actors, specs, resend=True)
+
+
+def get_all(calls: list[Any]) -> list[Any]:
+    """ray.get of every call, raising the first failure as soon as it happens. ray.get of a list waits for
+    all of them: the peers of a dead member of a collective would hold it until the group's timeout."""
+    pending = list(calls)
+    while pending:
+        ready, pending = ray.wait(pending, num_returns=1)
+        ray.get(ready)
+    return ray.get(calls)
 
 
 def stop_actors(actors: Actors) -> None:
-    """Kill the run's actors and free its placement group (evaluations start one set per model)."""
+    """Kill the run's actors and free its placement group (evaluations start one set per model; the driver's
+    supervisor before it restarts a run). Returns once they are dead, so their names can be taken again."""
     learners = actors.learners.workers if actors.learners else []
-    for worker in actors.generators.workers + actors.verifiers.workers + learners:
+    workers = actors.generators.workers + actors.verifiers.workers + learners
+    for worker in workers:
         ray.kill(worker)
+    for worker in workers:
+        try:
+            ray.get(worker.__ray_ready__.remote(), timeout=60)
+        except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError):
+            pass
     ray.util.remove_placement_group(actors.placement_group)
