@@ -46,25 +46,66 @@ class VerifierWorker:
 
 
 class VerifierPool:
-    """Driver-side handle over N VerifierWorker actors: splits a batch evenly, gathers in order."""
+    """Driver-side handle over N VerifierWorker actors: splits a batch evenly, gathers in order.
+
+    A verifier that dies (Ray restarts it, `max_restarts`) or hangs past `deadline_s` for its part of a
+    batch (it is killed and restarted) has that part re-graded on the next verifier, up to `attempts` times
+    in all. A part that only ever hung counts as not correct, like an answer past its timeout; a part whose
+    verifiers all died is an error.
+    """
 
     def __init__(self, task: Task, num_workers: int, num_cpus: float = 0.5, name_prefix: str | None = None,
-                 placement_group=None, timeout_s: float = 5.0, extraction: str = "boxed"):
+                 placement_group=None, timeout_s: float = 5.0, extraction: str = "boxed", max_restarts: int = 0,
+                 deadline_s: float | None = None, attempts: int = 3):
         from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
         remote = ray.remote(VerifierWorker)
         self.workers = []
         for index in range(num_workers):
-            options = {"num_cpus": num_cpus}
+            options = {"num_cpus": num_cpus, "max_restarts": max_restarts}
             if name_prefix:
                 options["name"] = f"{name_prefix}-verifier-{index}"
             if placement_group is not None:
                 options["scheduling_strategy"] = PlacementGroupSchedulingStrategy(placement_group)
             self.workers.append(remote.options(**options).remote(task, timeout_s, extraction))
+        self.timeout_s, self.deadline_s, self.attempts = timeout_s, deadline_s, attempts
+        self.regraded_items = 0  # items graded again after a verifier fault, for the run's log
+
+    def deadline(self, num_items: int) -> float:
+        """Seconds a part of num_items may take: each answer within timeout_s (twice: extraction, then the
+        comparison), plus a minute for a restarted verifier to start its sympy worker."""
+        return self.deadline_s if self.deadline_s is not None else 60.0 + 2 * self.timeout_s * num_items
 
     def grade(self, texts: list[str], examples: list[Example], finish_reasons: list[str]) -> list[Grade]:
         items = list(zip(texts, examples, finish_reasons))
         size = math.ceil(len(items) / len(self.workers)) if items else 1
-        chunks = [items[start:start + size] for start in range(0, len(items), size)]
-        results = ray.get([worker.grade.remote(chunk) for worker, chunk in zip(self.workers, chunks)])
-        return [grade for chunk in results for grade in chunk]
+        parts = [items[start:start + size] for start in range(0, len(items), size)]
+        graded: dict[int, list[Grade]] = {}
+        assigned = {index: index % len(self.workers) for index in range(len(parts))}
+        only_hung = dict.fromkeys(assigned, True)
+        for attempt in range(self.attempts):
+            pending = [index for index in assigned if index not in graded]
+            if not pending:
+                break
+            if attempt:
+                self.regraded_items += sum(len(parts[index]) for index in pending)
+            calls = {index: self.workers[assigned[index]].grade.remote(parts[index]) for index in pending}
+            ray.wait(list(calls.values()), num_returns=len(calls),
+                     timeout=self.deadline(max(len(parts[index]) for index in pending)))
+            for index, call in calls.items():
+                try:
+                    graded[index] = ray.get(call, timeout=0)
+                except ray.exceptions.GetTimeoutError:  # hung: kill it, Ray restarts it
+                    ray.kill(self.workers[assigned[index]], no_restart=False)
+                except ray.exceptions.RayActorError:  # died (Ray restarts it) or was killed above
+                    only_hung[index] = False
+                if index not in graded:
+                    assigned[index] = (assigned[index] + 1) % len(self.workers)  # the next verifier
+        for index in range(len(parts)):
+            if index not in graded:
+                if not only_hung[index]:
+                    raise RuntimeError(f"{len(parts[index])} answers could not be graded: {self.attempts} "
+                                       f"verifiers died on them")
+                graded[index] = [Grade(correct=False, answer_correct=None, truncated=reason != "stop")
+                                 for _, _, reason in parts[index]]
+        return [grade for index in range(len(parts)) for grade in graded[index]]
