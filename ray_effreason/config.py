@@ -281,6 +281,8 @@ class TrainConfig:
                                             "failing before step 0 with their row ids")
     seed: int = option(42, "seed for data order, sampling and initialization (the paper: 42)")
     resume: bool = option(False, "continue from the last checkpoint in output_dir")
+    max_restarts: int = option(2, "times a run that loses an actor (a learner rank; a generation worker or "
+                                  "verifier out of Ray restarts) is restarted from its last checkpoint")
     run_name: str | None = option(None, "name shown in logs and metrics (default: alpha-<alpha>)")
     model: ModelConfig = nested(ModelConfig)
     rollout: RolloutConfig = nested(RolloutConfig)
@@ -294,6 +296,8 @@ class TrainConfig:
         object.__setattr__(self, "loggers", split_list(self.loggers))  # "a,b" from the command line
         _check_loggers("loggers", self.loggers)
         check_positive(self, "max_prompts", "save_every", "keep_checkpoints", "steps")
+        if self.max_restarts < 0:
+            raise ValueError(f"max_restarts must be >= 0, got {self.max_restarts}")
         samples = self.rollout.prompts_per_step * self.rollout.samples_per_prompt
         per_step = self.learner.train_batch_size
         if samples % per_step:

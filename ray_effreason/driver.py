@@ -26,10 +26,13 @@ whitening is off by default (learner.py, PAPER.md §1.4); truncated samples can 
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 import os
 import shutil
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +40,14 @@ import numpy as np
 import ray
 
 from ray_effreason.actors.generator import SampleRequest
-from ray_effreason.actors.launch import cluster_device, init_weight_sync, start_actors, sync_weights
+from ray_effreason.actors.launch import (
+    cluster_device,
+    init_weight_sync,
+    rejoin_weight_sync,
+    start_actors,
+    stop_actors,
+    sync_weights,
+)
 from ray_effreason.advantages import compute_advantages
 from ray_effreason.alpha_controller import AlphaController
 from ray_effreason.batching import Sample
@@ -92,10 +102,40 @@ def latest_checkpoint(output_dir: Path) -> Path | None:
 
 
 def train(config: TrainConfig) -> Path:
-    """Run the loop; returns the final checkpoint directory (Hugging Face format)."""
-    # ------------------------------------------------------------------ 0. start
+    """Run the loop; returns the final checkpoint directory (Hugging Face format).
+
+    A supervisor around it: when an actor the run cannot restart in place is lost (a learner rank; a generation
+    worker or verifier out of Ray restarts, launch.ACTOR_RESTARTS) the run's actors are torn down and the run
+    resumes from its last complete checkpoint, with the same data order, at most --max-restarts times.
+    """
     if not ray.is_initialized():
         ray.init()
+    for attempt in range(config.max_restarts + 1):
+        try:
+            with contextlib.ExitStack() as cleanup:  # the attempt's actors and logs, closed even on a fault
+                return _train_once(config if attempt == 0 else replace(config, resume=True), cleanup)
+        except Exception as error:  # noqa: BLE001 (re-raised unless a lost actor, within --max-restarts)
+            if attempt == config.max_restarts or not lost_actor(error):
+                raise
+            print(f"[{config.name}] lost an actor ({type(error).__name__}: {str(error).splitlines()[0][:200]}); "
+                  f"restart {attempt + 1} of --max-restarts {config.max_restarts} from the last checkpoint",
+                  flush=True)
+    raise AssertionError("unreachable")
+
+
+def lost_actor(error: BaseException) -> bool:
+    """A fault the supervisor restarts the run for: an actor died, or a collective (DeepSpeed's, the weight
+    sync's) failed because a member did. A task's own exception (a bug, a bad input) is raised at once."""
+    import torch.distributed
+
+    cause = getattr(error, "cause", None)
+    return (isinstance(error, ray.exceptions.RayActorError)
+            or isinstance(error, ray.exceptions.RayTaskError) and isinstance(cause, torch.distributed.DistError))
+
+
+def _train_once(config: TrainConfig, cleanup: contextlib.ExitStack) -> Path:
+    """One attempt of the loop; `cleanup` stops its actors and closes its logs when it ends, however it ends."""
+    # ------------------------------------------------------------------ 0. start
     output_dir = Path(config.output_dir)
     (output_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
     start_step, model_path, resumed_from, controller_state = 0, config.model.model, None, None
@@ -113,6 +153,7 @@ def train(config: TrainConfig) -> Path:
     (output_dir / "config.json").write_text(json.dumps(to_dict(config), indent=2))
     log = RunLog(output_dir, config.name, config.reward.alpha, truncate_after_step=start_step,
                  loggers=config.loggers, config=to_dict(config), total_steps=config.num_steps)
+    cleanup.callback(log.close)
 
     task = load_task(config.task, path=config.task_path, split="train")
     tokenizer_path = config.model.tokenizer or config.model.model
@@ -124,9 +165,11 @@ def train(config: TrainConfig) -> Path:
                           device=device, rollout=config.rollout, reward=config.reward,
                           seed=config.seed, learner=config.learner, loss=config.loss,
                           learner_model_path=config.model.model)
+    cleanup.callback(stop_actors, actors)
     if resumed_from is not None:
         actors.learners.load_checkpoint(str(resumed_from))
     specs = init_weight_sync(actors, config.rollout)
+    rejoin = functools.partial(rejoin_weight_sync, actors, config.rollout, specs)  # after a generator restart
     sampling = config.rollout.sampling()
     B, G = config.rollout.prompts_per_step, config.rollout.samples_per_prompt
     optimizer_steps = B * G // config.learner.train_batch_size
@@ -148,7 +191,9 @@ def train(config: TrainConfig) -> Path:
         requests = [SampleRequest(p * G + g, p, g, batch[p].prompt, sample_seed(config.seed, "train", step, p, g))
                     for p in range(B) for g in range(G)]
         # ------------------------------------------------------------------ 2. generate
-        completions = sorted(actors.generators.generate(requests, sampling), key=lambda c: c.request_id)
+        # a worker that dies is restarted by Ray, re-joined (`rejoin`), and only its requests are re-issued
+        completions = sorted(actors.generators.generate(requests, sampling, rejoin=rejoin),
+                             key=lambda c: c.request_id)
         lap("generate")
         # ------------------------------------------------------------------ 3. grade
         grades = actors.verifiers.grade([c.text for c in completions], [batch[c.prompt_index] for c in completions],
@@ -189,8 +234,10 @@ def train(config: TrainConfig) -> Path:
     if checkpoint is None:
         raise RuntimeError("no steps were run and no checkpoint exists")
     (output_dir / "final_checkpoint").write_text(str(checkpoint.resolve()))
-    log.info(f"done: final model at {checkpoint}")
-    log.close()
+    faults = (f" ({actors.generators.reissued_requests} requests re-issued, {actors.verifiers.regraded_items} "
+              f"answers re-graded after actor faults)")
+    log.info(f"done: final model at {checkpoint}"
+             + (faults if actors.generators.reissued_requests or actors.verifiers.regraded_items else ""))
     return checkpoint
 
 

@@ -132,6 +132,7 @@ def test_learner_sft_and_dpo_objectives_move_the_model_their_way(ray_local, tiny
     pairs = [(Sample([5, 6], [9, 9, 9], 0.0), Sample([5, 6], [12, 13, 14, 15, 16], 0.0)) for _ in range(8)]
     dpo = _learner(tiny_model, kl_coef=0.0)  # no KL term: the reference is loaded on DPO's first call
     first = dpo.train_objective("dpo", pairs, optimizer_steps=2, beta=0.5)
-    assert first["reward_margin"] == pytest.approx(0.0, abs=1e-5) and first["optimizer_steps"] == 2.0
+    assert first["optimizer_steps"] == 2.0
     last = dpo.train_objective("dpo", pairs, optimizer_steps=2, beta=0.5)
-    assert last["reward_margin"] > 0.05 and last["reward_accuracy"] == 1.0, last
+    # the policy starts AS the reference (margin 0); after updates chosen is preferred, increasingly
+    assert last["reward_accuracy"] == 1.0 and last["reward_margin"] > first["reward_margin"] > 0, (first, last)
