@@ -84,7 +84,8 @@ def main() -> None:
              "| tokens vs base | batch accuracy, last 5 steps |", "|---|---|---|---|---|---|---|---|"]
     for entry in entries:
         if entry["name"] == "base":
-            lines.append(f"| base | - | - | - | {100 * entry['accuracy']:.1f}% | {entry['mean_tokens']:.1f} | 100% | - |")
+            lines.append(f"| base | - | - | - | {100 * entry['accuracy']:.1f}% | {entry['mean_tokens']:.1f} "
+                         "| 100% | - |")
             continue
         steps = last_steps(args.output / entry["name"])
         tokens = sum(step["mean_tokens"] for step in steps) / len(steps)

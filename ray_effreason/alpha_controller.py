@@ -25,7 +25,45 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from ray_effreason.config import ControllerConfig
+from ray_effreason.config_tree import check_positive, option
+
+
+@dataclass(frozen=True)
+class ControllerConfig:
+    """Alpha as a state of the run, driven toward a token budget or held by an accuracy floor (alpha_controller.py)."""
+
+    target_tokens: float | None = option(None, "drive the batch mean tokens to this many (alpha updated every step)")
+    target_token_ratio: float | None = option(None, "drive mean tokens to this ratio of the first rollout step's "
+                                                    "(the base model's), e.g. 0.6")
+    accuracy_floor: float | None = option(None, "keep batch accuracy above this (absolute, 0-1): alpha rises while "
+                                                "it holds and falls when it dips below")
+    accuracy_drop: float | None = option(None, "floor = the first reference_steps' mean batch accuracy minus this")
+    reference_steps: int = option(3, "rollout steps that measure the reference accuracy of --accuracy-drop")
+    controller_step_size: float = option(0.05, "dual step size on the relative token violation (mean/target - 1)")
+    accuracy_step_size: float = option(1.0, "dual step size on the accuracy slack (accuracy - floor)")
+    controller_ema: float = option(0.5, "EMA weight of the previous value for the batch statistics (0: none)")
+    alpha_max: float = option(0.95, "upper bound of alpha (< 1: a long correct answer must beat a wrong one)")
+
+    def __post_init__(self) -> None:
+        if self.target_tokens is not None and self.target_token_ratio is not None:
+            raise ValueError("target_tokens and target_token_ratio: give one of them")
+        if self.accuracy_floor is not None and self.accuracy_drop is not None:
+            raise ValueError("accuracy_floor and accuracy_drop: give one of them")
+        check_positive(self, "target_tokens", "target_token_ratio", "reference_steps", "controller_step_size",
+                       "accuracy_step_size")
+        if self.accuracy_floor is not None and not 0.0 <= self.accuracy_floor <= 1.0:
+            raise ValueError(f"accuracy_floor must be in [0, 1], got {self.accuracy_floor}")
+        if self.accuracy_drop is not None and not 0.0 <= self.accuracy_drop <= 1.0:
+            raise ValueError(f"accuracy_drop must be in [0, 1], got {self.accuracy_drop}")
+        if not 0.0 <= self.controller_ema < 1.0:
+            raise ValueError(f"controller_ema must be in [0, 1), got {self.controller_ema}")
+        if not 0.0 < self.alpha_max < 1.0:
+            raise ValueError(f"alpha_max must be in (0, 1), got {self.alpha_max}")
+
+    @property
+    def enabled(self) -> bool:
+        return any(value is not None for value in (self.target_tokens, self.target_token_ratio, self.accuracy_floor,
+                                                  self.accuracy_drop))
 
 
 @dataclass

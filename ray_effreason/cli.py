@@ -17,8 +17,7 @@ import re
 import typing
 from typing import Any, Mapping, Sequence
 
-from ray_effreason.config import split_list
-from ray_effreason.config_tree import flat_fields, from_flat, leaf_field, leaves
+from ray_effreason.config_tree import flat_fields, from_flat, leaf_field, leaves, split_list
 
 NONE = "none"  # an optional value given as `none` on the command line is None
 

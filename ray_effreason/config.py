@@ -20,10 +20,11 @@ Command lines derive from the dataclasses (`cli.py`): one flag per leaf field, n
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from dataclasses import dataclass
 
 from ray_effreason.advantages import ADVANTAGE_ESTIMATORS
+from ray_effreason.alpha_controller import ControllerConfig
+from ray_effreason.config_tree import check_choice, check_positive, nested, option, split_list
 from ray_effreason.devices import DEVICES
 from ray_effreason.losses import AGGREGATIONS, KL_ESTIMATORS
 from ray_effreason.rewards import REWARDS
@@ -33,37 +34,6 @@ from ray_effreason.verifiers import EXTRACTIONS
 # The generator backends' names; the classes are in actors/generator.py (which imports torch and vLLM).
 # "auto": vLLM where it is installed, else transformers (actors/launch.generator_backend).
 GENERATOR_BACKENDS = ("auto", "vllm", "transformers")
-
-
-def option(default: Any, help: str, **metadata: Any) -> Any:
-    """A dataclass field with help text (shown by --help)."""
-    return field(default=default, metadata={"help": help, **metadata})
-
-
-def nested(factory: Callable[[], Any], *, prefix: str = "", hide: Iterable[str] = ()) -> Any:
-    """A nested config field. `hide`: leaf names the composing class sets itself (not flags, not preset keys);
-    `prefix`: prepended to the nested leaves' flat names (a sweep's `eval_limit` is its EvalConfig's `limit`)."""
-    return field(default_factory=factory, metadata={"prefix": prefix, "hide": frozenset(hide)})
-
-
-def check_choice(name: str, value: Any, valid: Iterable[Any]) -> None:
-    valid = list(valid)
-    if value not in valid:
-        raise ValueError(f"{name}={value!r} is not valid; choose one of {valid}")
-
-
-def check_positive(config: Any, *names: str) -> None:
-    for name in names:
-        value = getattr(config, name)
-        if value is not None and value <= 0:
-            raise ValueError(f"{name} must be > 0, got {value!r}")
-
-
-def split_list(value: str | Iterable[Any]) -> tuple[Any, ...]:
-    """'a, b' -> ('a', 'b'); a sequence stays as it is (stripped of empty strings)."""
-    items = value.split(",") if isinstance(value, str) else value
-    return tuple(item.strip() if isinstance(item, str) else item for item in items
-                 if not (isinstance(item, str) and not item.strip()))
 
 
 # ---------------------------------------------------------------- the five concerns
@@ -167,44 +137,6 @@ class RewardConfig:
         if not 0.0 <= self.alpha < 1.0:
             raise ValueError(f"alpha must be in [0, 1), got {self.alpha} (alpha >= 1 lets a correct answer score 0)")
         check_positive(self, "num_verifiers", "grade_timeout_s")
-
-
-@dataclass(frozen=True)
-class ControllerConfig:
-    """Alpha as a state of the run, driven toward a token budget or held by an accuracy floor (alpha_controller.py)."""
-
-    target_tokens: float | None = option(None, "drive the batch mean tokens to this many (alpha updated every step)")
-    target_token_ratio: float | None = option(None, "drive mean tokens to this ratio of the first rollout step's "
-                                                    "(the base model's), e.g. 0.6")
-    accuracy_floor: float | None = option(None, "keep batch accuracy above this (absolute, 0-1): alpha rises while "
-                                                "it holds and falls when it dips below")
-    accuracy_drop: float | None = option(None, "floor = the first reference_steps' mean batch accuracy minus this")
-    reference_steps: int = option(3, "rollout steps that measure the reference accuracy of --accuracy-drop")
-    controller_step_size: float = option(0.05, "dual step size on the relative token violation (mean/target - 1)")
-    accuracy_step_size: float = option(1.0, "dual step size on the accuracy slack (accuracy - floor)")
-    controller_ema: float = option(0.5, "EMA weight of the previous value for the batch statistics (0: none)")
-    alpha_max: float = option(0.95, "upper bound of alpha (< 1: a long correct answer must beat a wrong one)")
-
-    def __post_init__(self) -> None:
-        if self.target_tokens is not None and self.target_token_ratio is not None:
-            raise ValueError("target_tokens and target_token_ratio: give one of them")
-        if self.accuracy_floor is not None and self.accuracy_drop is not None:
-            raise ValueError("accuracy_floor and accuracy_drop: give one of them")
-        check_positive(self, "target_tokens", "target_token_ratio", "reference_steps", "controller_step_size",
-                       "accuracy_step_size")
-        if self.accuracy_floor is not None and not 0.0 <= self.accuracy_floor <= 1.0:
-            raise ValueError(f"accuracy_floor must be in [0, 1], got {self.accuracy_floor}")
-        if self.accuracy_drop is not None and not 0.0 <= self.accuracy_drop <= 1.0:
-            raise ValueError(f"accuracy_drop must be in [0, 1], got {self.accuracy_drop}")
-        if not 0.0 <= self.controller_ema < 1.0:
-            raise ValueError(f"controller_ema must be in [0, 1), got {self.controller_ema}")
-        if not 0.0 < self.alpha_max < 1.0:
-            raise ValueError(f"alpha_max must be in (0, 1), got {self.alpha_max}")
-
-    @property
-    def enabled(self) -> bool:
-        return any(value is not None for value in (self.target_tokens, self.target_token_ratio, self.accuracy_floor,
-                                                  self.accuracy_drop))
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,10 @@
 """Flat names <-> nested config dataclasses: what the command line, presets and saved configs speak.
 
-Every exposed leaf of a config tree has one flat name (`kl_coef`, `eval_limit`); `leaves` maps names to
-attribute paths, `from_flat` builds a config from names (an unknown one is an error with a close-match
-suggestion), `flat_fields` reads them back, `to_dict`/`from_dict` round-trip a saved config.json.
+`option` declares a knob (default, help), `nested` a sub-config (optionally hidden or prefixed leaves);
+`check_*` are the validations configs share. Every exposed leaf of a config tree has one flat name
+(`kl_coef`, `eval_limit`); `leaves` maps names to attribute paths, `from_flat` builds a config from names
+(an unknown one is an error with a close-match suggestion), `flat_fields` reads them back,
+`to_dict`/`from_dict` round-trip a saved config.json.
 """
 
 from __future__ import annotations
@@ -10,7 +12,44 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import typing
-from typing import Any, Iterable, Mapping
+from dataclasses import field
+from typing import Any, Callable, Iterable, Mapping
+
+# ---------------------------------------------------------------- declaring fields
+
+
+def option(default: Any, help: str, **metadata: Any) -> Any:
+    """A dataclass field with help text (shown by --help)."""
+    return field(default=default, metadata={"help": help, **metadata})
+
+
+def nested(factory: Callable[[], Any], *, prefix: str = "", hide: Iterable[str] = ()) -> Any:
+    """A nested config field. `hide`: leaf names the composing class sets itself (not flags, not preset keys);
+    `prefix`: prepended to the nested leaves' flat names (a sweep's `eval_limit` is its EvalConfig's `limit`)."""
+    return field(default_factory=factory, metadata={"prefix": prefix, "hide": frozenset(hide)})
+
+
+def check_choice(name: str, value: Any, valid: Iterable[Any]) -> None:
+    valid = list(valid)
+    if value not in valid:
+        raise ValueError(f"{name}={value!r} is not valid; choose one of {valid}")
+
+
+def check_positive(config: Any, *names: str) -> None:
+    for name in names:
+        value = getattr(config, name)
+        if value is not None and value <= 0:
+            raise ValueError(f"{name} must be > 0, got {value!r}")
+
+
+def split_list(value: str | Iterable[Any]) -> tuple[Any, ...]:
+    """'a, b' -> ('a', 'b'); a sequence stays as it is (stripped of empty strings)."""
+    items = value.split(",") if isinstance(value, str) else value
+    return tuple(item.strip() if isinstance(item, str) else item for item in items
+                 if not (isinstance(item, str) and not item.strip()))
+
+
+# ---------------------------------------------------------------- flat names
 
 
 def leaves(cls: type) -> dict[str, tuple[str, ...]]:

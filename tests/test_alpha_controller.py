@@ -3,8 +3,7 @@
 import numpy as np
 import pytest
 
-from ray_effreason.alpha_controller import AlphaController
-from ray_effreason.config import ControllerConfig
+from ray_effreason.alpha_controller import AlphaController, ControllerConfig
 
 
 def tokens_at(alpha: float, base: float = 100.0) -> float:

@@ -109,7 +109,8 @@ def test_scaled_down_paper_preset_sweep_gives_the_three_dataset_table(head, tiny
     output = tmp_path / "sweep"
     result = submit("jobs/sweep_alpha.py", "--preset", "paper-1.5b", "--model", tiny_model, "--task-path", str(train),
                     "--alphas", "0.2", "--steps", "1", "--prompts-per-step", "2", "--samples-per-prompt", "2",
-                    "--train-batch-size", "4", "--micro-batch-size", "2", "--num-learners", "1", "--num-generators", "1",
+                    "--train-batch-size", "4", "--micro-batch-size", "2",
+                    "--num-learners", "1", "--num-generators", "1",
                     "--zero-stage", "0", "--no-offload-optimizer", "--max-new-tokens", "8", "--num-verifiers", "1",
                     "--num-cpus-per-actor", "0.5", "--generator-backend", "transformers", "--device", "cpu",
                     "--eval-limit", "2", "--eval-max-new-tokens", "8", "--eval-data-dir", str(data_dir),
