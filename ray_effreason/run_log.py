@@ -34,6 +34,14 @@ def prometheus_name(metric: str) -> str:
     return "ray_" + GAUGE_PREFIX + metric.replace("/", "_")
 
 
+def _record_step(line: str) -> float:
+    """A metrics.jsonl record's step; a line a kill tore mid-write is no record (it sorts after every step)."""
+    try:
+        return json.loads(line)["step"]
+    except ValueError:
+        return math.inf
+
+
 class RunLog:
     """`loggers`: names from loggers.LOGGERS (console is always on); `config`: what they record as the run's
     config; `total_steps`: the steps' progress (done/total, rate, ETA) is shown when given."""
@@ -56,8 +64,10 @@ class RunLog:
         if not self.metrics_path.exists():
             return
         kept = [line for line in self.metrics_path.read_text().splitlines()
-                if line.strip() and json.loads(line)["step"] <= step]
-        self.metrics_path.write_text("".join(line + "\n" for line in kept))
+                if line.strip() and _record_step(line) <= step]
+        staging = self.metrics_path.with_name(self.metrics_path.name + ".tmp")  # a kill here keeps the old file
+        staging.write_text("".join(line + "\n" for line in kept))
+        staging.replace(self.metrics_path)
 
     def info(self, message: str) -> None:
         self._console.info(message)

@@ -17,6 +17,7 @@ import pytest
 import ray
 from safetensors.torch import load_file
 
+from ray_effreason.actors.generator import wait_until_alive
 from ray_effreason.actors.verifier import VerifierPool
 from ray_effreason.config import TrainConfig
 from ray_effreason.config_tree import from_flat
@@ -30,7 +31,11 @@ TINY = {"task": "synthetic", "max_prompts": 16, "prompts_per_step": 4, "samples_
         "max_new_tokens": 24, "max_prompt_tokens": 64, "train_batch_size": 8, "micro_batch_size": 4,
         "zero_stage": 0, "lr": 1e-3, "warmup_steps": 0, "num_generators": 2, "num_verifiers": 2,
         "num_cpus_per_actor": 0.5, "device": "cpu", "generator_backend": "transformers", "save_every": 1,
-        "steps": STEPS, "seed": 5}
+        "steps": STEPS, "seed": 5,
+        # An untrained model is never correct: with 0/1 rewards every advantage is 0 and the weights never move,
+        # which would make "equal weights" vacuous. DAPO's length ramp over the whole budget rewards the few
+        # samples that end early; after the first update the KL term moves the policy on every step.
+        "reward": "dapo_overlong", "overlong_buffer_ratio": 1.0}
 
 
 @pytest.fixture(scope="module")
@@ -81,6 +86,9 @@ def kill_after_step(output_dir: Path, step: int, actor: str) -> threading.Thread
 def unfaulted(ray_local, tiny_model, tmp_path_factory) -> Path:
     output = tmp_path_factory.mktemp("unfaulted")
     train(tiny_config(tiny_model, output, "unfaulted"))
+    initial = load_file(Path(tiny_model) / "model.safetensors")
+    assert any(not tensor.equal(initial[name]) for name, tensor in final_weights(output).items()), "no update"
+    assert all(row["kl_to_ref"] != 0.0 for row in metrics(output)[1:])
     return output
 
 
@@ -161,7 +169,7 @@ def answers(count: int):
 
 
 def pid_of(worker) -> int:
-    return ray.get(worker.__ray_call__.remote(lambda self: os.getpid()))
+    return ray.get(worker.__ray_call__.remote(lambda _actor: os.getpid()))
 
 
 def test_a_hung_verifier_is_killed_and_its_answers_regraded_elsewhere(ray_local):
@@ -175,6 +183,7 @@ def test_a_hung_verifier_is_killed_and_its_answers_regraded_elsewhere(ray_local)
     assert time.monotonic() - start < 30  # the deadline (3 s) and a re-grade, not a stall
     assert [grade.correct for grade in grades] == expected
     assert pool.regraded_items == 6
+    wait_until_alive(pool.workers[0])
     assert pid_of(pool.workers[0]) != hung  # killed and restarted by Ray
     assert [grade.correct for grade in pool.grade(texts, examples, reasons)] == expected
     for worker in pool.workers:

@@ -290,6 +290,24 @@ def _lost_or_stale(error: Exception) -> bool:
             or isinstance(getattr(error, "cause", None), StaleWeightsError))
 
 
+def wait_until_alive(worker: Any, timeout_s: float = 600.0) -> None:
+    """Return once a restarting actor answers again; ActorDiedError when Ray will not restart it (out of
+    max_restarts). While it restarts a call raises ActorUnavailableError instead of waiting: ask again."""
+    import time
+
+    import ray
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            ray.get(worker.__ray_ready__.remote(), timeout=max(deadline - time.monotonic(), 0.1))
+            return
+        except ray.exceptions.ActorUnavailableError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
 class GeneratorGroup:
     """Driver-side handle over N GenerationWorker actors: one batch of requests, split evenly, in order.
 
@@ -327,8 +345,8 @@ class GeneratorGroup:
                     failed[index] = pending[index]
             if not failed:
                 break
-            # A restarting actor answers once it is back (or raises ActorDiedError when out of restarts).
-            ray.get([self.workers[index].__ray_ready__.remote() for index in failed])
+            for index in failed:
+                wait_until_alive(self.workers[index])
             rejoin()
             self.reissued_requests += sum(len(chunk) for chunk in failed.values())
             pending = failed

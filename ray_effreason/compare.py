@@ -1,0 +1,257 @@
+"""The comparison of issue 12: every method on the same base model, evaluated by the same harness.
+
+This module holds the comparison's facts and its report, pure (no Ray, no I/O but the report files):
+
+    METHODS            each method of issue 12: what it is (kind), the knob it sweeps and the values
+    method_members     a method's models as sweep.Member's (name, labels, the training flags over the base config)
+    comparison_rows    an evaluation summary -> one row per model: method, knob, value, accuracy, mean tokens,
+                       n_samples, per-level numbers (comparison.json)
+    comparison_table   the rows as markdown (comparison.md)
+    plot_comparison    accuracy vs tokens, one colour per method, 95% Wilson intervals, the joint Pareto
+                       front over all models (comparison.png)
+
+Kinds: "rl" a --reward of the RL loop (driver.py; trained as sweep.train_family trains a family, one Ray job
+per model); "cutoff" the base model evaluated with a forced answer at a token budget (no training);
+"sft" / "dpo" the learner group's supervised objectives on samples of the base (LearnerWorker.train_objective);
+"prompt" the base model with the budget stated in the prompt (TALE-style; no training).
+
+Token-valued knobs are given as fractions of the run's --max-new-tokens, so one table serves the tiny
+reasoner (256 tokens) and the paper's models (32,000).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+from ray_effreason.config import SweepConfig, check_positive, nested, option, split_list
+from ray_effreason.sweep import Member
+
+
+@dataclass(frozen=True)
+class Method:
+    """One method of the comparison: `knob` (a flat config name, or the evaluation budget) swept over `values`."""
+
+    kind: str
+    knob: str
+    values: tuple[float, ...]
+    overrides: dict[str, Any] = field(default_factory=dict)  # fixed training flags (the reward's name)
+    token_fractions: bool = False  # values are fractions of --max-new-tokens
+    token_overrides: dict[str, float] = field(default_factory=dict)  # fixed flags given as fractions of it
+    about: str = ""
+
+
+METHODS: dict[str, Method] = {
+    "az": Method("rl", "alpha", (0.1, 0.2, 0.4), {"reward": "arora_zanette"},
+                 about="Arora & Zanette: 1 - alpha * sigmoid(z), the paper's reward"),
+    "cutoff": Method("cutoff", "max_new_tokens", (0.25, 0.5, 0.75), token_fractions=True,
+                     about="the base model, thinking cut at the budget and the answer forced"),
+    "sft_shortest": Method("sft", "samples_per_prompt", (4, 8),
+                           about="SFT on the shortest correct of G samples per training prompt"),
+    "dpo": Method("dpo", "dpo_beta", (0.05, 0.1, 0.5),
+                  about="DPO: shortest correct over longest correct (or a wrong one)"),
+    "prompt_budget": Method("prompt", "prompt_budget", (0.25, 0.5, 1.0), token_fractions=True,
+                            about="the base model asked to 'answer in less than N tokens'"),
+    "kimi": Method("rl", "kimi_weight", (0.5, 1.0, 1.5), {"reward": "kimi"}, about="Kimi k1.5 length reward"),
+    "dapo_overlong": Method("rl", "overlong_max_tokens", (0.25, 0.5, 0.75), {"reward": "dapo_overlong"},
+                            token_fractions=True, about="DAPO soft overlong punishment, L_max swept"),
+    "cosine": Method("rl", "cosine_max_tokens", (0.25, 0.5, 1.0), {"reward": "cosine"}, token_fractions=True,
+                     about="cosine length reward (Yeo et al.), T swept"),
+    "dler_truncation": Method("rl", "truncation_tokens", (0.25, 0.5, 0.75), {"reward": "dler_truncation"},
+                              token_fractions=True, about="DLER truncation penalty, L swept"),
+    "l1_max": Method("rl", "l1_budget_max", (0.25, 0.5, 1.0), {"reward": "l1_max"}, token_fractions=True,
+                     token_overrides={"l1_budget_min": 0.1},  # L1: 100 of 4000 tokens is the shortest budget
+                     about="L1-Max, budgets up to the value written in the training prompts"),
+    "pass_rate": Method("rl", "alpha", (0.1, 0.2, 0.4), {"reward": "pass_rate"},
+                        about="the paper's reward, alpha scaled by the group's pass rate"),
+}
+
+
+def knob_values(name: str, max_new_tokens: int) -> list[float | int]:
+    """The method's knob values; token fractions become token counts of the run's budget.
+
+    >>> knob_values("cutoff", 256), knob_values("az", 256)
+    ([64, 128, 192], [0.1, 0.2, 0.4])
+    """
+    method = _method(name)
+    if method.token_fractions:
+        return [max(1, round(value * max_new_tokens)) for value in method.values]
+    return list(method.values)
+
+
+def method_members(name: str, max_new_tokens: int, limit: int | None = None) -> list[Member]:
+    """The models of method `name`, one per knob value: `<method>-<value>`, labels {method, knob, value}.
+
+    >>> [(member.name, member.overrides) for member in method_members("kimi", 256)][0]
+    ('kimi-0.5', {'reward': 'kimi', 'kimi_weight': 0.5})
+    """
+    method = _method(name)
+    members = []
+    for value in knob_values(name, max_new_tokens)[:limit]:
+        fixed = {**method.overrides, **{name: max(1, round(fraction * max_new_tokens))
+                                        for name, fraction in method.token_overrides.items()}}
+        overrides = {**fixed, method.knob: value} if method.kind == "rl" else {method.knob: value}
+        members.append(Member(f"{name}-{value:g}", {"method": name, "knob": method.knob, "value": value}, overrides))
+    return members
+
+
+def comparison_rows(summary: dict[str, Any], labels: dict[str, dict[str, Any]], task: str) -> list[dict[str, Any]]:
+    """One row per model of `labels` (name -> {method, knob, value}) from an evaluation summary's `models`."""
+    names = ("accuracy", "mean_tokens", "truncation_rate", "n_samples")
+    rows = []
+    for name, label in labels.items():
+        metrics = summary["models"][name][task]
+        rows.append({"name": name, **label, "task": task, **{key: metrics.get(key) for key in names},
+                     "by_level": {level: {key: values.get(key) for key in names}
+                                  for level, values in metrics.get("by_level", {}).items()}})
+    return rows
+
+
+def comparison_table(rows: Sequence[dict[str, Any]]) -> str:
+    """Markdown, one line per model, the joint Pareto front marked.
+
+    >>> print(comparison_table([{"name": "base", "method": "base", "knob": None, "value": None, "accuracy": 0.9,
+    ...                          "mean_tokens": 100.0, "n_samples": 10}]))
+    | model | method | knob = value | accuracy | mean tokens | on the front |
+    |---|---|---|---|---|---|
+    | base | base | - | 90.0% | 100.0 | yes |
+    """
+    from ray_effreason.report import pareto_front
+
+    front = set(pareto_front([(row["mean_tokens"], row["accuracy"]) for row in rows]))
+    lines = ["| model | method | knob = value | accuracy | mean tokens | on the front |", "|---|---|---|---|---|---|"]
+    for index, row in enumerate(rows):
+        knob = "-" if row.get("knob") is None else f"{row['knob']} = {row['value']:g}"
+        lines.append(f"| {row['name']} | {row['method']} | {knob} | {100 * row['accuracy']:.1f}% | "
+                     f"{row['mean_tokens']:.1f} | {'yes' if index in front else ''} |")
+    return "\n".join(lines)
+
+
+def plot_comparison(rows: Sequence[dict[str, Any]], path: str | Path) -> Path:
+    """Accuracy vs mean tokens: one colour per method (its models joined by knob order), 95% Wilson
+    intervals, the joint Pareto front over every model as a dashed line."""
+    from matplotlib.figure import Figure
+
+    from ray_effreason.evaluation import wilson_interval
+    from ray_effreason.report import pareto_front
+
+    figure = Figure(figsize=(7.6, 5.2))
+    axes = figure.add_subplot()
+    methods = list(dict.fromkeys(row["method"] for row in rows))
+    for index, method in enumerate(methods):
+        points = sorted((row for row in rows if row["method"] == method), key=lambda row: row["mean_tokens"])
+        xs, ys = [row["mean_tokens"] for row in points], [100 * row["accuracy"] for row in points]
+        bounds = [wilson_interval(row["accuracy"] * row["n_samples"], row["n_samples"]) for row in points]
+        errors = [[y - 100 * low for y, (low, _) in zip(ys, bounds)],
+                  [100 * high - y for y, (_, high) in zip(ys, bounds)]]
+        style = "*" if method == "base" else "o-"
+        axes.errorbar(xs, ys, yerr=errors, fmt=style, color=f"C{index % 10}", capsize=3, label=method,
+                      markersize=12 if method == "base" else 6)
+    front = pareto_front([(row["mean_tokens"], row["accuracy"]) for row in rows])
+    axes.plot([rows[index]["mean_tokens"] for index in front], [100 * rows[index]["accuracy"] for index in front],
+              "k--", linewidth=1, label="joint Pareto front")
+    axes.set_xlabel("mean generated tokens per sample (all samples)")
+    axes.set_ylabel("accuracy (%)")
+    axes.set_title("every method on the same base, the same evaluation")
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize=7, loc="lower right")
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    return Path(path)
+
+
+def write_comparison(rows: Sequence[dict[str, Any]], output_dir: str | Path) -> dict[str, Path]:
+    """comparison.json, comparison.md and comparison.png in `output_dir`."""
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    paths = {"json": output_dir / "comparison.json", "md": output_dir / "comparison.md",
+             "png": output_dir / "comparison.png"}
+    paths["json"].write_text(json.dumps(list(rows), indent=2, allow_nan=False))
+    paths["md"].write_text(comparison_table(rows) + "\n")
+    plot_comparison(rows, paths["png"])
+    return paths
+
+
+def _method(name: str) -> Method:
+    if name not in METHODS:
+        raise ValueError(f"unknown method {name!r}; choose from {','.join(METHODS)}")
+    return METHODS[name]
+
+
+# ---------------------------------------------------------------- the pipeline (jobs/compare.py)
+
+# Methods whose pipeline exists: "rl" (the driver with --reward) and "cutoff" (forced answer). SFT / DPO have
+# their losses and the learner's objective (preference_losses.py, LearnerWorker.train_objective) but no sampling
+# job yet, and "prompt" needs the budget sentence in the evaluation prompts: listed as not run, never faked.
+RUNNABLE_KINDS = ("rl", "cutoff")
+
+
+def _compare_sweep() -> SweepConfig:
+    return SweepConfig(output_dir="runs/compare")
+
+
+@dataclass(frozen=True)
+class CompareConfig:
+    """The comparison: `methods` (METHODS names) on the sweep's base, training and evaluation settings."""
+
+    methods: tuple[str, ...] = option(tuple(METHODS), "methods, comma-separated: " + ",".join(METHODS))
+    values_per_method: int | None = option(None, "sweep only the first N knob values of each method (a quick run)")
+    sweep: SweepConfig = nested(_compare_sweep, hide=("alphas", "targets"))
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "methods", split_list(self.methods))
+        for name in self.methods:
+            _method(name)
+        if not self.methods or len(set(self.methods)) != len(self.methods):
+            raise ValueError(f"methods: give each at least once and none twice, got {list(self.methods)}")
+        check_positive(self, "values_per_method")
+
+
+def run_comparison(config: CompareConfig, dashboard_url: str) -> dict[str, Any]:
+    """1 base, 2 train every RL member as its own Ray job (in parallel, a finished one skipped on rerun),
+    3 evaluate the base, the RL models and the cutoff budgets, 4 comparison.json / .md / .png."""
+    from dataclasses import replace
+
+    from ray.job_submission import JobSubmissionClient
+
+    from ray_effreason.eval_runner import evaluate
+    from ray_effreason.sweep import build_base, family_eval_config, train_family
+
+    sweep = replace(config.sweep, output_dir=str(Path(config.sweep.output_dir).resolve()))
+    output_dir = Path(sweep.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    budget = sweep.train.rollout.max_new_tokens
+    runnable = [name for name in config.methods if METHODS[name].kind in RUNNABLE_KINDS]
+    not_run = [name for name in config.methods if name not in runnable]
+    # ------------------------------------------------------------------ 1. base
+    base = build_base(sweep)
+    # ------------------------------------------------------------------ 2. train
+    limit = config.values_per_method
+    members = [member for name in runnable if METHODS[name].kind == "rl"
+               for member in method_members(name, budget, limit)]
+    train_family(sweep, members, base, JobSubmissionClient(f"http://{dashboard_url}"))
+    # ------------------------------------------------------------------ 3. evaluate
+    finals = {member.name: (output_dir / member.name / "final_checkpoint").read_text().strip() for member in members}
+    labels = {"base": {"method": "base", "knob": None, "value": None}, **{m.name: m.labels for m in members}}
+    eval_config = family_eval_config(sweep, (base, *finals.values()), ("base", *finals), output_dir / "eval")
+    task = eval_config.tasks[0]
+    summary = evaluate(eval_config, labels=labels)
+    rows = comparison_rows(summary, labels, task)
+    cutoffs = [m for name in runnable if METHODS[name].kind == "cutoff" for m in method_members(name, budget, limit)]
+    for member in cutoffs:
+        # the same harness, the base's thinking cut at the budget and the answer forced (EvalConfig.force_answer)
+        cutoff = replace(eval_config, models=(base,), names=(member.name,), base_model=member.name, force_answer=True,
+                         output_dir=str(output_dir / "eval-cutoff" / member.name),
+                         rollout=replace(eval_config.rollout, max_new_tokens=int(member.labels["value"])))
+        rows += comparison_rows(evaluate(cutoff, labels={member.name: member.labels}),
+                                {member.name: member.labels}, task)
+    # ------------------------------------------------------------------ 4. report
+    paths = write_comparison(rows, output_dir)
+    if not_run:
+        with paths["md"].open("a") as handle:
+            handle.write(f"\nNot run (no pipeline yet): {', '.join(not_run)}\n")
+    print(paths["md"].read_text(), flush=True)
+    print(f"comparison: {paths['json']}\ntable: {paths['md']}\nplot: {paths['png']}", flush=True)
+    return {"rows": rows, "not_run": not_run, "paths": {key: str(path) for key, path in paths.items()}}
