@@ -215,7 +215,8 @@ class TrainConfig:
     resume: bool = option(False, "continue from the last checkpoint in output_dir")
     max_restarts: int = option(2, "times a run that loses an actor (a learner rank; a generation worker or "
                                   "verifier out of Ray restarts) is restarted from its last checkpoint")
-    run_name: str | None = option(None, "name shown in logs and metrics (default: alpha-<alpha>)")
+    run_name: str | None = option(None, "name shown in logs and metrics (default: alpha-<alpha>, the reward's "
+                                        "name for another reward, controlled-alpha with a budget or floor)")
     model: ModelConfig = nested(ModelConfig)
     rollout: RolloutConfig = nested(RolloutConfig)
     reward: RewardConfig = nested(RewardConfig)
@@ -246,7 +247,11 @@ class TrainConfig:
 
     @property
     def name(self) -> str:
-        return self.run_name or f"alpha-{self.reward.alpha:g}"
+        if self.run_name:
+            return self.run_name
+        if self.controller.enabled:
+            return "controlled-alpha"
+        return f"alpha-{self.reward.alpha:g}" if self.reward.reward == "arora_zanette" else self.reward.reward
 
 
 def _eval_rollout() -> RolloutConfig:
