@@ -86,11 +86,14 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type, presets: Ma
         group = groups.get(group_name) or groups.setdefault(group_name, parser.add_argument_group(group_name))
         convert, _ = _parser_of(annotation)
         help_text = f"{item.metadata.get('help', '')} (default: {defaults[name]})"
+        # a field may carry other spellings of its flag (metadata "aliases"); a sweep's prefixed leaf gets them too
+        prefix = name[: len(name) - len(path[-1])]
+        flags = [flag(name), *(flag(prefix + alias) for alias in item.metadata.get("aliases", ()))]
         if convert is bool:
-            group.add_argument(flag(name), dest=name, action=argparse.BooleanOptionalAction,
+            group.add_argument(*flags, dest=name, action=argparse.BooleanOptionalAction,
                                default=argparse.SUPPRESS, help=help_text)
         else:
-            group.add_argument(flag(name), dest=name, type=_typed(convert, name), default=argparse.SUPPRESS,
+            group.add_argument(*flags, dest=name, type=_typed(convert, name), default=argparse.SUPPRESS,
                                metavar=name.upper(), help=help_text)
     if presets:
         parser.add_argument("--preset", choices=list(presets), default=None,

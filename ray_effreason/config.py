@@ -208,7 +208,8 @@ class TrainConfig:
     keep_checkpoints: int = option(10, "most recent checkpoints kept (the paper: 10)")
     rollouts_logged: int = option(16, "rollouts per step written to rollouts/*.parquet")
     loggers: tuple[str, ...] = option(("console",), "where the per-step metrics also go, comma-separated: console, "
-                                      "tensorboard, wandb, mlflow (loggers.py; console and metrics.jsonl always)")
+                                      "tensorboard, wandb, mlflow (loggers.py; console and metrics.jsonl always)",
+                                      aliases=("logger",))
     drop_long_prompts: bool = option(False, "drop (and count) training prompts over max_prompt_tokens instead of "
                                             "failing before step 0 with their row ids")
     seed: int = option(42, "seed for data order, sampling and initialization (the paper: 42)")

@@ -147,3 +147,9 @@ def test_paper_presets_resolve_to_the_papers_hyperparameters(preset, column):
     assert sweep.eval.tasks == ("gsm8k", "math500", "aime2024") and sweep.eval.rollout.max_new_tokens == 32768
     assert sweep.eval.samples_per_task == {"gsm8k": 1, "math500": 3, "aime2024": 10}
     assert sweep.eval.rollout.prompt_template == "chat" and sweep.eval.rollout.temperature == 0.6
+
+
+def test_a_flag_alias_sets_the_same_knob():
+    parser = config_parser(TrainConfig)
+    config, _ = parse_config(parser, TrainConfig, ["--logger", "console,tensorboard"])
+    assert config.loggers == ("console", "tensorboard")
