@@ -107,6 +107,20 @@ def listening(pids: set[int]) -> list[tuple[str, int]]:
                    if conn.status == psutil.CONN_LISTEN and conn.pid in pids})
 
 
+def own_addresses() -> set[str]:
+    """This machine's addresses other than loopback (IPv4 and IPv6, link-local scopes left out)."""
+    import ipaddress
+
+    out = set()
+    for entries in psutil.net_if_addrs().values():
+        for entry in entries:
+            if entry.family in (socket.AF_INET, socket.AF_INET6) and "%" not in entry.address:
+                address = ipaddress.ip_address(entry.address)
+                if not (address.is_loopback or address.is_link_local):
+                    out.add(entry.address)
+    return out
+
+
 @pytest.mark.ray
 def test_local_head_serves_the_dashboard_on_localhost_only_and_asks_for_the_token():
     import urllib.error
@@ -134,7 +148,7 @@ def test_local_head_serves_the_dashboard_on_localhost_only_and_asks_for_the_toke
             assert response.status == 200
         assert local_cluster.TOKEN_PATH.stat().st_mode & 0o077 == 0  # the token file is private
         # The dashboard is not reachable on the machine's other addresses.
-        for address in {conn.laddr.ip for conn in psutil.net_connections("tcp")} - {"127.0.0.1", "0.0.0.0", "::"}:
+        for address in own_addresses():
             with socket.socket(socket.AF_INET6 if ":" in address else socket.AF_INET) as probe:
                 probe.settimeout(1)
                 assert probe.connect_ex((address, dashboard)) != 0, address
