@@ -9,11 +9,17 @@ This module holds the comparison's facts and its report, pure (no Ray, no I/O bu
     comparison_table   the rows as markdown (comparison.md)
     plot_comparison    accuracy vs tokens, one colour per method, 95% Wilson intervals, the joint Pareto
                        front over all models (comparison.png)
+    budget_prompt      the prompt_budget method's evaluation prompt (the rebuttal's wording, PAPER.md §9)
+
+and the pipeline of jobs/compare.py (`run_comparison`, Ray): RL members through sweep.train_family, SFT / DPO
+members as `jobs/train_offline.py` jobs (offline_methods.py) submitted alongside, one evaluation, the cutoff and
+prompted-budget evaluations of the base.
 
 Kinds: "rl" a --reward of the RL loop (driver.py; trained as sweep.train_family trains a family, one Ray job
 per model); "cutoff" the base model evaluated with a forced answer at a token budget (no training);
-"sft" / "dpo" the learner group's supervised objectives on samples of the base (LearnerWorker.train_objective);
-"prompt" the base model with the budget stated in the prompt (TALE-style; no training).
+"sft" / "dpo" the learner group's objectives on graded samples of the base (offline_methods.py, one Ray job per
+model, `jobs/train_offline.py`); "prompt" the base model with the budget stated in the evaluation prompt
+(TALE-style, the rebuttal's wording: `budget_prompt`; no training).
 
 Token-valued knobs are given as fractions of the run's --max-new-tokens, so one table serves the tiny
 reasoner (256 tokens) and the paper's models (32,000).
@@ -26,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from ray_effreason.config import SweepConfig, check_positive, nested, option, split_list
+from ray_effreason.config import OfflineConfig, SweepConfig, check_positive, nested, option, split_list
 from ray_effreason.sweep import Member
 
 
@@ -37,7 +43,7 @@ class Method:
     kind: str
     knob: str
     values: tuple[float, ...]
-    overrides: dict[str, Any] = field(default_factory=dict)  # fixed training flags (the reward's name)
+    overrides: dict[str, Any] = field(default_factory=dict)  # fixed training flags (the reward's or method's name)
     token_fractions: bool = False  # values are fractions of --max-new-tokens
     token_overrides: dict[str, float] = field(default_factory=dict)  # fixed flags given as fractions of it
     about: str = ""
@@ -48,9 +54,9 @@ METHODS: dict[str, Method] = {
                  about="Arora & Zanette: 1 - alpha * sigmoid(z), the paper's reward"),
     "cutoff": Method("cutoff", "max_new_tokens", (0.25, 0.5, 0.75), token_fractions=True,
                      about="the base model, thinking cut at the budget and the answer forced"),
-    "sft_shortest": Method("sft", "samples_per_prompt", (4, 8),
+    "sft_shortest": Method("sft", "samples_per_prompt", (4, 8), {"method": "sft_shortest"},
                            about="SFT on the shortest correct of G samples per training prompt"),
-    "dpo": Method("dpo", "dpo_beta", (0.05, 0.1, 0.5),
+    "dpo": Method("dpo", "dpo_beta", (0.05, 0.1, 0.5), {"method": "dpo"},
                   about="DPO: shortest correct over longest correct (or a wrong one)"),
     "prompt_budget": Method("prompt", "prompt_budget", (0.25, 0.5, 1.0), token_fractions=True,
                             about="the base model asked to 'answer in less than N tokens'"),
@@ -92,7 +98,7 @@ def method_members(name: str, max_new_tokens: int, limit: int | None = None) -> 
     for value in knob_values(name, max_new_tokens)[:limit]:
         fixed = {**method.overrides, **{name: max(1, round(fraction * max_new_tokens))
                                         for name, fraction in method.token_overrides.items()}}
-        overrides = {**fixed, method.knob: value} if method.kind == "rl" else {method.knob: value}
+        overrides = {**fixed, method.knob: value}
         members.append(Member(f"{name}-{value:g}", {"method": name, "knob": method.knob, "value": value}, overrides))
     return members
 
@@ -180,12 +186,46 @@ def _method(name: str) -> Method:
     return METHODS[name]
 
 
+# ---------------------------------------------------------------- the budget stated in the prompt
+
+# PAPER.md §9, the rebuttal's prompt for R1-Distill: "Please think step by step and answer in less than X tokens.
+# Question: {question} Answer:". Written around the task's own user message (a math task's keeps its \\boxed{}
+# instruction inside; the synthetic task's is the bare problem).
+PROMPT_BUDGET_TEMPLATE = "Please think step by step and answer in less than {budget} tokens. Question: {prompt} Answer:"
+
+
+def budget_prompt(prompt: str, budget: int) -> str:
+    """The evaluation prompt of `prompt_budget` at `budget` tokens.
+
+    >>> budget_prompt("Compute (3 + 8) mod 10.", 64)
+    'Please think step by step and answer in less than 64 tokens. Question: Compute (3 + 8) mod 10. Answer:'
+    """
+    return PROMPT_BUDGET_TEMPLATE.format(budget=int(budget), prompt=prompt)
+
+
+# Where the budget enters the evaluation: the evaluation's prompt is Example.prompt of the task it loads by name
+# (eval_runner.load_tasks), so the least invasive place is the data: the base is evaluated on a copy of the task's
+# problems (same ids, hence the same sample seeds and problems as every other row) whose prompts state the budget,
+# read back through --task-path. Only the synthetic task reads whole prompts from a file (its rows hold `prompt`);
+# the other tasks build the prompt from their own row format, so there prompt_budget is reported as not run
+# (an EvalConfig knob applied in eval_runner.load_tasks would be the general way; not written).
+PROMPT_BUDGET_TASKS = ("synthetic",)
+
+
+def write_budget_task(task: Any, budget: int, path: str | Path) -> Path:
+    """`task`'s examples with the budget in their prompts, as JSONL the synthetic task reads (`--task-path`)."""
+    from dataclasses import replace
+
+    from ray_effreason.tasks.synthetic import write_examples
+
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    return write_examples([replace(example, prompt=budget_prompt(example.prompt, budget))
+                           for example in task.examples], path)
+
+
 # ---------------------------------------------------------------- the pipeline (jobs/compare.py)
 
-# Methods whose pipeline exists: "rl" (the driver with --reward) and "cutoff" (forced answer). SFT / DPO have
-# their losses and the learner's objective (preference_losses.py, LearnerWorker.train_objective) but no sampling
-# job yet, and "prompt" needs the budget sentence in the evaluation prompts: listed as not run, never faked.
-RUNNABLE_KINDS = ("rl", "cutoff")
+TRAINED_KINDS = ("rl", "sft", "dpo")  # a Ray job per model, then evaluated; "cutoff" and "prompt" evaluate the base
 
 
 def _compare_sweep() -> SweepConfig:
@@ -199,6 +239,8 @@ class CompareConfig:
     methods: tuple[str, ...] = option(tuple(METHODS), "methods, comma-separated: " + ",".join(METHODS))
     values_per_method: int | None = option(None, "sweep only the first N knob values of each method (a quick run)")
     sweep: SweepConfig = nested(_compare_sweep, hide=("alphas", "targets"))
+    # sft_shortest / dpo: their epochs (and dpo_beta, which the dpo method sweeps itself)
+    offline: OfflineConfig = nested(OfflineConfig, hide=("dpo_beta",))
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "methods", split_list(self.methods))
@@ -209,49 +251,149 @@ class CompareConfig:
         check_positive(self, "values_per_method")
 
 
+def offline_config(config: CompareConfig, member: Member, base: str, output_dir: Path) -> Any:
+    """The `jobs/train_offline.py` config of an sft / dpo member: the sweep's training settings, its knob."""
+    from dataclasses import replace
+
+    from ray_effreason.config_tree import from_flat
+    from ray_effreason.offline_methods import OfflineTrainConfig
+
+    train = replace(config.sweep.train, output_dir=str(output_dir / member.name), run_name=member.name,
+                    model=replace(config.sweep.train.model, model=base))
+    return from_flat(OfflineTrainConfig, member.overrides, base=OfflineTrainConfig(offline=config.offline, train=train),
+                     where=f"comparison member {member.name}")
+
+
+def submit_offline_job(config: Any, name: str, client: Any) -> str:
+    """One `jobs/train_offline.py` job (as sweep.submit_job submits `jobs/train.py`); returns the job id."""
+    import sys
+    import uuid
+
+    import ray
+
+    from ray_effreason.cli import to_arguments
+
+    flags = " ".join(json.dumps(argument) for argument in to_arguments(config))
+    runtime_env = ray.get_runtime_context().runtime_env or {}
+    if runtime_env.get("working_dir"):  # submitted with a working dir: children get the same one
+        entrypoint, env = f"python jobs/train_offline.py {flags}", dict(runtime_env)
+    else:
+        script = Path(__file__).resolve().parents[1] / "jobs" / "train_offline.py"
+        entrypoint, env = f"{sys.executable} {script} {flags}", None
+    run_dir = Path(config.train.output_dir)
+    job_id = client.submit_job(entrypoint=entrypoint, runtime_env=env,
+                               submission_id=f"{run_dir.parent.name}-{name}-{uuid.uuid4().hex[:8]}")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "job_id").write_text(job_id)
+    print(f"{name}: submitted job {job_id} -> {run_dir}", flush=True)
+    return job_id
+
+
+def train_offline_members(config: CompareConfig, members: Sequence[Member], base: str, client: Any,
+                          output_dir: Path) -> dict[str, tuple[Any, str, int]]:
+    """Submit every unfinished sft / dpo member at once (a finished one, DIR/final_checkpoint, is skipped);
+    returns the pending jobs for `wait_offline_members`, so they run alongside the RL jobs."""
+    pending = {}
+    for member in members:
+        if (output_dir / member.name / "final_checkpoint").exists():
+            print(f"{member.name}: already trained, skipped", flush=True)
+            continue
+        job_config = offline_config(config, member, base, output_dir)
+        pending[member.name] = (job_config, submit_offline_job(job_config, member.name, client), 1)
+    return pending
+
+
+def wait_offline_members(config: CompareConfig, pending: dict[str, tuple[Any, str, int]], client: Any,
+                         poll_s: float = 5.0) -> None:
+    """Until every offline job has succeeded; a failed one is run again from the start (its samples are redrawn
+    with the same seeds), at most --job-attempts runs per member, as sweep.train_family does for RL members."""
+    import time
+
+    from ray.job_submission import JobStatus
+
+    while pending:
+        for name, (job_config, job_id, attempt) in list(pending.items()):
+            status = client.get_job_status(job_id)
+            if status not in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STOPPED):
+                continue
+            print(f"{name}: job {job_id} {status}", flush=True)
+            del pending[name]
+            if status == JobStatus.SUCCEEDED:
+                continue
+            logs = client.get_job_logs(job_id)
+            if attempt >= config.sweep.job_attempts:
+                raise RuntimeError(f"offline job for {name} ({job_id}) {status} on attempt {attempt} of "
+                                   f"{config.sweep.job_attempts}. Last log lines:\n{logs[-3000:]}")
+            print(f"{name}: attempt {attempt} {status}, resubmitting. Last log lines:\n{logs[-1000:]}", flush=True)
+            pending[name] = (job_config, submit_offline_job(job_config, name, client), attempt + 1)
+        time.sleep(poll_s if pending else 0)
+
+
 def run_comparison(config: CompareConfig, dashboard_url: str) -> dict[str, Any]:
-    """1 base, 2 train every RL member as its own Ray job (in parallel, a finished one skipped on rerun),
-    3 evaluate the base, the RL models and the cutoff budgets, 4 comparison.json / .md / .png."""
+    """1 base, 2 train every RL, SFT and DPO member as its own Ray job (all at once, a finished one skipped on
+    rerun), 3 evaluate the base and the trained models, the cutoff budgets and the prompted budgets,
+    4 comparison.json / .md / .png."""
     from dataclasses import replace
 
     from ray.job_submission import JobSubmissionClient
 
-    from ray_effreason.eval_runner import evaluate
+    from ray_effreason.eval_runner import evaluate, task_data_path
     from ray_effreason.sweep import build_base, family_eval_config, train_family
+    from ray_effreason.tasks import load_task
 
     sweep = replace(config.sweep, output_dir=str(Path(config.sweep.output_dir).resolve()))
+    config = replace(config, sweep=sweep)
     output_dir = Path(sweep.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    budget = sweep.train.rollout.max_new_tokens
-    runnable = [name for name in config.methods if METHODS[name].kind in RUNNABLE_KINDS]
-    not_run = [name for name in config.methods if name not in runnable]
+    budget, limit = sweep.train.rollout.max_new_tokens, config.values_per_method
+    members = {name: method_members(name, budget, limit) for name in config.methods}
+
+    def of_kind(*kinds: str) -> list[Member]:
+        return [member for name in config.methods if METHODS[name].kind in kinds for member in members[name]]
+
     # ------------------------------------------------------------------ 1. base
     base = build_base(sweep)
-    # ------------------------------------------------------------------ 2. train
-    limit = config.values_per_method
-    members = [member for name in runnable if METHODS[name].kind == "rl"
-               for member in method_members(name, budget, limit)]
-    train_family(sweep, members, base, JobSubmissionClient(f"http://{dashboard_url}"))
-    # ------------------------------------------------------------------ 3. evaluate
-    finals = {member.name: (output_dir / member.name / "final_checkpoint").read_text().strip() for member in members}
-    labels = {"base": {"method": "base", "knob": None, "value": None}, **{m.name: m.labels for m in members}}
-    eval_config = family_eval_config(sweep, (base, *finals.values()), ("base", *finals), output_dir / "eval")
+    eval_config = family_eval_config(sweep, (base,), ("base",), output_dir / "eval")
     task = eval_config.tasks[0]
+    not_run = {}
+    if "prompt_budget" in config.methods and eval_config.tasks != PROMPT_BUDGET_TASKS:
+        not_run["prompt_budget"] = (f"the budget goes into the evaluation prompts through a task file, which only "
+                                    f"{', '.join(PROMPT_BUDGET_TASKS)} reads (compare.PROMPT_BUDGET_TASKS); "
+                                    f"evaluated here: {', '.join(eval_config.tasks)}")
+    # ------------------------------------------------------------------ 2. train (in parallel: offline jobs first)
+    client = JobSubmissionClient(f"http://{dashboard_url}")
+    offline = train_offline_members(config, of_kind("sft", "dpo"), base, client, output_dir)
+    train_family(sweep, of_kind("rl"), base, client)
+    wait_offline_members(config, offline, client)
+    # ------------------------------------------------------------------ 3. evaluate
+    trained = of_kind(*TRAINED_KINDS)
+    finals = {m.name: (output_dir / m.name / "final_checkpoint").read_text().strip() for m in trained}
+    labels = {"base": {"method": "base", "knob": None, "value": None}, **{m.name: m.labels for m in trained}}
+    eval_config = replace(eval_config, models=(base, *finals.values()), names=("base", *finals))
     summary = evaluate(eval_config, labels=labels)
     rows = comparison_rows(summary, labels, task)
-    cutoffs = [m for name in runnable if METHODS[name].kind == "cutoff" for m in method_members(name, budget, limit)]
-    for member in cutoffs:
+    for member in of_kind("cutoff"):
         # the same harness, the base's thinking cut at the budget and the answer forced (EvalConfig.force_answer)
         cutoff = replace(eval_config, models=(base,), names=(member.name,), base_model=member.name, force_answer=True,
                          output_dir=str(output_dir / "eval-cutoff" / member.name),
                          rollout=replace(eval_config.rollout, max_new_tokens=int(member.labels["value"])))
         rows += comparison_rows(evaluate(cutoff, labels={member.name: member.labels}),
                                 {member.name: member.labels}, task)
+    for member in of_kind("prompt") if "prompt_budget" not in not_run else []:
+        # the base on the same problems, the budget stated in each prompt (write_budget_task); generation budget
+        # unchanged: the prompt asks, nothing enforces
+        run_dir = output_dir / "eval-prompt" / member.name
+        problems = write_budget_task(load_task(task, path=task_data_path(eval_config, task)),
+                                     int(member.labels["value"]), run_dir / "problems.jsonl")
+        prompted = replace(eval_config, models=(base,), names=(member.name,), base_model=member.name,
+                           task_path=str(problems), output_dir=str(run_dir))
+        rows += comparison_rows(evaluate(prompted, labels={member.name: member.labels}),
+                                {member.name: member.labels}, task)
     # ------------------------------------------------------------------ 4. report
     paths = write_comparison(rows, output_dir)
     if not_run:
         with paths["md"].open("a") as handle:
-            handle.write(f"\nNot run (no pipeline yet): {', '.join(not_run)}\n")
+            handle.write("\n" + "\n".join(f"Not run: {name}: {why}" for name, why in not_run.items()) + "\n")
     print(paths["md"].read_text(), flush=True)
     print(f"comparison: {paths['json']}\ntable: {paths['md']}\nplot: {paths['png']}", flush=True)
     return {"rows": rows, "not_run": not_run, "paths": {key: str(path) for key, path in paths.items()}}

@@ -246,8 +246,9 @@ def plot_family(entries: Sequence[dict[str, Any]], pareto_path: str | Path, leve
         xs = [entry["mean_tokens"] for entry in points]
         ys = [100 * entry["accuracy"] for entry in points]
         bounds = [wilson_interval(entry["accuracy"] * entry["n_samples"], entry["n_samples"]) for entry in points]
-        errors = [[y - 100 * low for y, (low, _) in zip(ys, bounds)],
-                  [100 * high - y for y, (_, high) in zip(ys, bounds)]]
+        # max(0, ...): at 0% or 100% the interval's own bound sits on the point, up to float rounding
+        errors = [[max(0.0, y - 100 * low) for y, (low, _) in zip(ys, bounds)],
+                  [max(0.0, 100 * high - y) for y, (_, high) in zip(ys, bounds)]]
         axes.errorbar(xs, ys, yerr=errors, fmt=style, color=color, markersize=size, capsize=3, label=label)
 
     draw(family, "o-", "tab:blue", "RL family (95% Wilson intervals)")

@@ -136,7 +136,7 @@ def test_plot_family_draws_intervals_labels_and_extra_points(tmp_path):
                 "mean_min_tokens": 30.0, "by_level": {"1": {"mean_tokens": tokens / 2}, "2": {"mean_tokens": tokens}},
                 **extra}
 
-    entries = [entry("base", None, 0.9, 63.0), entry("alpha-0.1", 0.1, 0.9, 40.0), entry("alpha-0.4", 0.4, 0.8, 31.0)]
+    entries = [entry("base", None, 0.9, 63.0), entry("alpha-0.1", 0.1, 1.0, 40.0), entry("alpha-0.4", 0.4, 0.8, 31.0)]
     others = [entry("target-0.6", 0.25, 0.88, 38.0, target=0.6)]
     plot_family(entries, tmp_path / "pareto.png", tmp_path / "levels.png", others=others)
     for name in ("pareto.png", "levels.png"):
