@@ -1,4 +1,4 @@
-"""The comparison's methods, rows, table and plot (compare.py); the end-to-end job is not here yet."""
+"""The comparison's methods, rows, table and plot (compare.py), and a scaled-down `jobs/compare.py` end to end."""
 
 import json
 import time
@@ -74,14 +74,34 @@ def test_rows_table_and_files_one_row_per_model_front_marked(tmp_path):
     assert paths["png"].stat().st_size > 10_000
 
 
+@pytest.fixture(scope="module")
+def level_one_reasoner(tmp_path_factory):
+    """The tiny model after 60 SFT steps on level-1 problems (7 s on 2 cores; test_learning.py's recipe), and
+    those problems as a training file: about 2 in 3 of its samples are correct, of varied lengths, so SFT keeps
+    completions and DPO gets pairs."""
+    from ray_effreason.tasks.synthetic import SyntheticArithmetic, write_examples
+    from ray_effreason.tiny_reasoner import build_model, build_tokenizer, sft_train
+
+    path = tmp_path_factory.mktemp("level-one")
+    tokenizer = build_tokenizer()
+    model = build_model(tokenizer, seed=0)
+    task = SyntheticArithmetic(split="train", num_examples=24, levels=(1,), seed=0)
+    sft_train(model, tokenizer, task, steps=60, batch_size=32, lr=3e-3, seed=0, num_threads=2, warmup_steps=10)
+    model.save_pretrained(path / "model")
+    tokenizer.save_pretrained(path / "model")
+    return str(path / "model"), str(write_examples(task.examples, path / "level1.jsonl"))
+
+
 @pytest.mark.ray
 @pytest.mark.slow
-def test_scaled_down_comparison_runs_as_ray_jobs_and_resumes(head, tiny_model, tmp_path):  # noqa: F811
+def test_scaled_down_comparison_runs_as_ray_jobs_and_resumes(head, level_one_reasoner, tmp_path):  # noqa: F811
+    model, problems = level_one_reasoner
     output = tmp_path / "compare"
-    flags = ["--preset", "tiny", "--model", tiny_model, "--methods", "az,cutoff", "--values-per-method", "1",
-             "--steps", "2", "--save-every", "2", "--prompts-per-step", "4", "--train-batch-size", "32",
-             "--micro-batch-size", "8", "--max-new-tokens", "32", "--eval-limit", "6",
-             "--eval-max-new-tokens", "32", "--output-dir", str(output)]
+    flags = ["--preset", "tiny", "--model", model, "--task-path", problems, "--max-prompts", "24",
+             "--methods", "az,cutoff,sft_shortest,dpo,prompt_budget", "--values-per-method", "1",
+             "--steps", "2", "--save-every", "2", "--prompts-per-step", "4", "--train-batch-size", "16",
+             "--micro-batch-size", "8", "--max-new-tokens", "48", "--eval-limit", "6",
+             "--eval-max-new-tokens", "48", "--output-dir", str(output)]
     for _ in range(12):  # a fresh head's job agent can take a while to come up on a loaded machine
         result = submit("jobs/compare.py", *flags)
         if "No available agent" not in result.stderr:
@@ -90,11 +110,24 @@ def test_scaled_down_comparison_runs_as_ray_jobs_and_resumes(head, tiny_model, t
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-3000:]
     rows = json.loads((output / "comparison.json").read_text())
     assert [(row["name"], row["method"], row["value"]) for row in rows] == [
-        ("base", "base", None), ("az-0.1", "az", 0.1), ("cutoff-8", "cutoff", 8)]
+        ("base", "base", None), ("az-0.1", "az", 0.1), ("sft_shortest-4", "sft_shortest", 4),
+        ("dpo-0.05", "dpo", 0.05), ("cutoff-12", "cutoff", 12), ("prompt_budget-12", "prompt_budget", 12)]
     for row in rows:
         assert 0 <= row["accuracy"] <= 1 and row["mean_tokens"] > 0 and row["by_level"]
-    assert rows[2]["truncation_rate"] == 1.0  # every sample cut at 8 tokens, its answer forced (counted in tokens)
-    assert (output / "az-0.1" / "job_id").exists()  # trained as its own Ray job
+    assert rows[4]["truncation_rate"] == 1.0  # every sample cut at 12 tokens, its answer forced (counted in tokens)
+    for name in ("az-0.1", "sft_shortest-4", "dpo-0.05"):
+        assert (output / name / "job_id").exists()  # trained as its own Ray job
+    sft, dpo = (json.loads((output / name / "metrics.json").read_text()) for name in ("sft_shortest-4", "dpo-0.05"))
+    assert sft["prompts"] == dpo["prompts"] == 8 and (sft["samples_per_prompt"], dpo["samples_per_prompt"]) == (4, 8)
+    assert 1 <= sft["kept"] <= 8 and sft["epochs"][0]["nll"] > 0 and sft["epochs"][0]["optimizer_steps"] >= 1
+    assert 1 <= dpo["kept"] <= 8 and "reward_margin" in dpo["epochs"][0] and dpo["dpo_beta"] == 0.05
+    for name in ("sft_shortest-4", "dpo-0.05"):  # an HF checkpoint the evaluation loaded
+        assert (output / name / "final_checkpoint").read_text().strip() == str(output / name / "model")
+        assert list((output / name / "model").glob("*.safetensors"))
+    stated = json.loads((output / "eval-prompt" / "prompt_budget-12" / "problems.jsonl").open().readline())
+    assert "answer in less than 12 tokens" in stated["prompt"]
     assert (output / "comparison.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     again = submit("jobs/compare.py", *flags)
-    assert again.returncode == 0 and "az-0.1: already trained, skipped" in again.stdout
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-2000:]
+    for name in ("az-0.1", "sft_shortest-4", "dpo-0.05"):
+        assert f"{name}: already trained, skipped" in again.stdout
