@@ -49,7 +49,7 @@ def main() -> None:
 
     started = time.perf_counter()
     base = str(build_tiny_reasoner(REPO / "runs" / "tiny_reasoner"))
-    ray.init()
+    ray.init(address="local")  # its own instance, never the token-guarded head `make sweep` leaves running
     runs = {f"target-{args.target_token_ratio:g}": {"target_token_ratio": args.target_token_ratio},
             f"floor-{args.accuracy_floor:g}": {"accuracy_floor": args.accuracy_floor}}
     finals, seconds = {}, {}
