@@ -6,7 +6,8 @@
 
 --methods (default: all, ray_effreason.compare.METHODS): az, cutoff, sft_shortest, dpo, prompt_budget, kimi,
 dapo_overlong, cosine, dler_truncation, l1_max, pass_rate. Each sweeps its own knob (compare.METHODS); every
-training flag of jobs/train.py applies to every RL model, --eval-* flags to the evaluation. Rerun to resume:
+training flag of jobs/train.py applies to every RL model and to the SFT / DPO jobs (jobs/train_offline.py, with
+--epochs), --eval-* flags to the evaluation. Rerun to resume:
 a trained model is skipped, the evaluation continues its records. Results: DIR/comparison.{json,md,png}.
 """
 

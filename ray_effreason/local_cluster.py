@@ -52,6 +52,20 @@ def dashboard_up(port: int) -> bool:
         return "401" in str(error)
 
 
+def isolated_ports(temp_dir: str) -> list[str]:
+    """An isolated (test) head: its temp dir, and free ports for the dashboard agent (default 52365) and the Ray
+    client server (default 10001), so a head already running on the default ports does not take them (its agent
+    would hold 52365 and this head's jobs fail with "No available agent")."""
+    import socket
+
+    def free() -> str:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            return str(probe.getsockname()[1])
+
+    return ["--temp-dir", temp_dir, "--dashboard-agent-listen-port", free(), "--ray-client-server-port", free()]
+
+
 def start(dashboard_port: int, num_cpus: int | None, gcs_port: int = 6379, temp_dir: str | None = None) -> None:
     """Start a head unless one answers on dashboard_port; `temp_dir` isolates it (tests), see `stop`."""
     if dashboard_up(dashboard_port):
@@ -61,7 +75,7 @@ def start(dashboard_port: int, num_cpus: int | None, gcs_port: int = 6379, temp_
     cpus = num_cpus or max(8, 4 * (os.cpu_count() or 1))
     command = [ray_cli(), "start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(gcs_port),
                "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dashboard_port), "--num-cpus", str(cpus),
-               "--disable-usage-stats"] + (["--temp-dir", temp_dir] if temp_dir else [])
+               "--disable-usage-stats"] + (isolated_ports(temp_dir) if temp_dir else [])
     subprocess.run(command, check=True, env=ray_environment())
     for _ in range(60):
         if dashboard_up(dashboard_port):

@@ -146,7 +146,8 @@ def sample_and_grade(actors: Any, examples: list[Any], config: TrainConfig) -> G
     from ray_effreason.seeding import sample_seed
 
     B, G = len(examples), config.rollout.samples_per_prompt
-    requests = [SampleRequest(p * G + g, p, g, examples[p].prompt, sample_seed(config.seed, "offline", examples[p].id, g))
+    requests = [SampleRequest(p * G + g, p, g, examples[p].prompt,
+                              sample_seed(config.seed, "offline", examples[p].id, g))
                 for p in range(B) for g in range(G)]
     completions = sorted(actors.generators.generate(requests, config.rollout.sampling()), key=lambda c: c.request_id)
     grades = actors.verifiers.grade([c.text for c in completions], [examples[c.prompt_index] for c in completions],
@@ -250,8 +251,9 @@ def train_dpo(config: OfflineTrainConfig) -> Path:
         items = [(graded.sample(prompt, int(chosen)), graded.sample(prompt, int(rejected)))
                  for prompt, (chosen, rejected) in enumerate(pairs) if chosen >= 0]
         metrics = _summary(config, graded, len(items))
-        with_wrong = [not graded.correct[prompt, rejected] for prompt, (_, rejected) in enumerate(pairs) if rejected >= 0]
-        metrics["pairs_with_a_wrong_rejected"] = int(sum(with_wrong))
+        metrics["pairs_with_a_wrong_rejected"] = int(sum(not graded.correct[prompt, rejected]
+                                                         for prompt, (_, rejected) in enumerate(pairs)
+                                                         if rejected >= 0))
         metrics["dpo_beta"] = config.offline.dpo_beta
         _say_if_nothing(config, items)
         metrics["epochs"] = fit(actors, "dpo", items, config)

@@ -97,7 +97,8 @@ def test_unknown_offline_method_lists_the_valid_ones():
 
 @pytest.mark.parametrize("name", ["sft_shortest", "dpo"])
 def test_compare_members_are_offline_jobs_whose_flags_rebuild_them(name, tmp_path):
-    from jobs.train_offline import PRESETS, __doc__ as doc  # the job's own parser
+    from jobs.train_offline import PRESETS  # the job's own parser
+    from jobs.train_offline import __doc__ as doc
 
     compare = from_flat(CompareConfig, {"samples_per_prompt": 8, "prompts_per_step": 16, "train_batch_size": 64,
                                         "max_new_tokens": 256, "epochs": 2})
