@@ -114,7 +114,8 @@ def test_scaled_down_comparison_runs_as_ray_jobs_and_resumes(head, level_one_rea
         ("dpo-0.05", "dpo", 0.05), ("cutoff-12", "cutoff", 12), ("prompt_budget-12", "prompt_budget", 12)]
     for row in rows:
         assert 0 <= row["accuracy"] <= 1 and row["mean_tokens"] > 0 and row["by_level"]
-    assert rows[4]["truncation_rate"] == 1.0  # every sample cut at 12 tokens, its answer forced (counted in tokens)
+    # the base (60 SFT steps on level 1) finishes some problems within 12 tokens; the rest are cut and forced
+    assert 0 < rows[4]["truncation_rate"] <= 1.0
     for name in ("az-0.1", "sft_shortest-4", "dpo-0.05"):
         assert (output / name / "job_id").exists()  # trained as its own Ray job
     sft, dpo = (json.loads((output / name / "metrics.json").read_text()) for name in ("sft_shortest-4", "dpo-0.05"))
