@@ -307,26 +307,11 @@ def wait_offline_members(config: CompareConfig, pending: dict[str, tuple[Any, st
                          poll_s: float = 5.0) -> None:
     """Until every offline job has succeeded; a failed one is run again from the start (its samples are redrawn
     with the same seeds), at most --job-attempts runs per member, as sweep.train_family does for RL members."""
-    import time
+    from ray_effreason.sweep import poll_jobs
 
-    from ray.job_submission import JobStatus
-
-    while pending:
-        for name, (job_config, job_id, attempt) in list(pending.items()):
-            status = client.get_job_status(job_id)
-            if status not in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STOPPED):
-                continue
-            print(f"{name}: job {job_id} {status}", flush=True)
-            del pending[name]
-            if status == JobStatus.SUCCEEDED:
-                continue
-            logs = client.get_job_logs(job_id)
-            if attempt >= config.sweep.job_attempts:
-                raise RuntimeError(f"offline job for {name} ({job_id}) {status} on attempt {attempt} of "
-                                   f"{config.sweep.job_attempts}. Last log lines:\n{logs[-3000:]}")
-            print(f"{name}: attempt {attempt} {status}, resubmitting. Last log lines:\n{logs[-1000:]}", flush=True)
-            pending[name] = (job_config, submit_offline_job(job_config, name, client), attempt + 1)
-        time.sleep(poll_s if pending else 0)
+    poll_jobs(client, {name: (job_id, attempt) for name, (_, job_id, attempt) in pending.items()},
+              lambda name: submit_offline_job(pending[name][0], name, client), config.sweep.job_attempts,
+              "offline job", "", "resubmitting", poll_s)
 
 
 def run_comparison(config: CompareConfig, dashboard_url: str) -> dict[str, Any]:

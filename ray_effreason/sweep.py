@@ -21,7 +21,7 @@ import time
 import uuid
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import ray
 
@@ -95,16 +95,27 @@ def submit_job(config: SweepConfig, member: Member, base: str, client: Any) -> s
 def train_family(config: SweepConfig, members: list[Member], base: str, client: Any, poll_s: float = 5.0) -> None:
     """Step 2: every unfinished member as its own job at once; a failed job is resubmitted with --resume
     (at most `job_attempts` runs per member), so a lost node costs the steps since the last checkpoint."""
-    from ray.job_submission import JobStatus
-
     pending: dict[str, tuple[Member, str, int]] = {}
     for member in members:
         if (Path(config.output_dir) / member.name / "final_checkpoint").exists():
             print(f"{member.name}: already trained, skipped", flush=True)
             continue
         pending[member.name] = (member, submit_job(config, member, base, client), 1)
+    poll_jobs(client, {name: (job_id, 1) for name, (_, job_id, _) in pending.items()},
+              lambda name: submit_job(config, pending[name][0], base, client), config.job_attempts,
+              "training job", "; rerun the sweep to resume from its last checkpoint", "resubmitting with --resume",
+              poll_s)
+
+
+def poll_jobs(client: Any, jobs: dict[str, tuple[str, int]], resubmit: Callable[[str], str], attempts: int,
+              kind: str, hint: str, action: str, poll_s: float = 5.0) -> None:
+    """Until every job in `jobs` (name -> (job id, attempt)) has succeeded; a failed one is resubmitted by
+    `resubmit(name)` (which returns the new job id), at most `attempts` runs per name, then an error."""
+    from ray.job_submission import JobStatus
+
+    pending = dict(jobs)
     while pending:
-        for name, (member, job_id, attempt) in list(pending.items()):
+        for name, (job_id, attempt) in list(pending.items()):
             status = client.get_job_status(job_id)
             if status not in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STOPPED):
                 continue
@@ -113,13 +124,11 @@ def train_family(config: SweepConfig, members: list[Member], base: str, client: 
             if status == JobStatus.SUCCEEDED:
                 continue
             logs = client.get_job_logs(job_id)
-            if attempt >= config.job_attempts:
-                raise RuntimeError(f"training job for {name} ({job_id}) {status} on attempt {attempt} of "
-                                   f"{config.job_attempts}; rerun the sweep to resume from its last checkpoint. "
+            if attempt >= attempts:
+                raise RuntimeError(f"{kind} for {name} ({job_id}) {status} on attempt {attempt} of {attempts}{hint}. "
                                    f"Last log lines:\n{logs[-3000:]}")
-            print(f"{name}: attempt {attempt} {status}, resubmitting with --resume. Last log lines:\n{logs[-1000:]}",
-                  flush=True)
-            pending[name] = (member, submit_job(config, member, base, client), attempt + 1)
+            print(f"{name}: attempt {attempt} {status}, {action}. Last log lines:\n{logs[-1000:]}", flush=True)
+            pending[name] = (resubmit(name), attempt + 1)
         time.sleep(poll_s if pending else 0)
 
 
