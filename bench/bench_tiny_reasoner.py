@@ -2,6 +2,7 @@
 
     python bench/bench_tiny_reasoner.py speed                      # seconds per SFT step per shape
     python bench/bench_tiny_reasoner.py build                      # the default build: accuracy, tokens, time
+    python bench/bench_tiny_reasoner.py profile --output runs/tiny_reasoner  # what it writes, per level
     python bench/bench_tiny_reasoner.py build --steps 1200 --minimal-steps 500 --levels 12345 ...
 
 Uses 2 torch threads (the newcomer laptop); on a shared machine timings are noisy.
@@ -42,13 +43,58 @@ def speed(args: argparse.Namespace) -> None:
               f"{metrics['tokens_per_second']:.0f} tokens/s", flush=True)
 
 
+def profile(args: argparse.Namespace) -> None:
+    """What a built model writes on the test split: per level, accuracy and tokens by trace kind."""
+    import collections
+
+    import torch
+    from transformers import AutoTokenizer, Qwen2ForCausalLM
+
+    from ray_effreason.tasks.base import render_prompt
+    from ray_effreason.tiny_traces import trace_profile
+    from ray_effreason.verifiers import grade_math
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    tokenizer = AutoTokenizer.from_pretrained(args.output)
+    model = Qwen2ForCausalLM.from_pretrained(args.output).eval()
+    test = SyntheticArithmetic(split="test", num_examples=args.examples, tokenizer=tokenizer)
+    table: dict = collections.defaultdict(list)
+    for begin in range(0, len(test.examples), 100):
+        chunk = test.examples[begin:begin + 100]
+        prompts = tokenizer([render_prompt(example.prompt, tokenizer) for example in chunk], add_special_tokens=False,
+                            padding=True, padding_side="left", return_tensors="pt")
+        with torch.no_grad():
+            output = model.generate(**prompts, do_sample=True, temperature=args.temperature, top_k=0, top_p=1.0,
+                                    max_new_tokens=256)
+        for example, ids in zip(chunk, output[:, prompts["input_ids"].shape[1]:].tolist()):
+            ids = ids[:ids.index(tokenizer.eos_token_id) + 1] if tokenizer.eos_token_id in ids else ids
+            text = tokenizer.decode(ids, skip_special_tokens=True)
+            kind = trace_profile(text)
+            name = "direct" if kind["direct"] else ("merged" if kind["merged"] else "single")
+            table[(example.level, name)].append((grade_math(text, example.gold), len(ids), kind["redundant"]))
+    for level in sorted({level for level, _ in table}):
+        cells = []
+        for name in ("single", "merged", "direct"):
+            rows = table.get((level, name), [])
+            if rows:
+                cells.append(f"{name} n={len(rows)} acc={sum(r[0] for r in rows) / len(rows):.2f} "
+                             f"tok={sum(r[1] for r in rows) / len(rows):.0f}")
+        everything = [row for name in ("single", "merged", "direct") for row in table.get((level, name), [])]
+        print(f"L{level}: acc={sum(r[0] for r in everything) / len(everything):.2f} "
+              f"tok={sum(r[1] for r in everything) / len(everything):.1f} | " + " | ".join(cells), flush=True)
+
+
 def build(args: argparse.Namespace) -> None:
     config = TinyReasonerConfig(
         seed=args.seed, steps=args.steps, minimal_steps=args.minimal_steps, batch_size=args.batch_size, lr=args.lr,
         warmup_steps=args.warmup, levels=tuple(int(level) for level in args.levels),
         shape=TinyModelShape(hidden_size=args.hidden, num_layers=args.layers, num_heads=args.heads,
                              intermediate_size=args.intermediate),
-        style=VerboseStyle(redundancy_probability=args.redundancy, concise_probability=args.concise))
+        style=VerboseStyle(redundancy_probability=args.redundancy, concise_probability=args.concise,
+                           merge_probability=args.merge, direct_probability=args.direct),
+        practice_style=VerboseStyle(merge_probability=args.practice_merge, direct_probability=args.practice_direct),
+        calibration_steps=args.calibration_steps)
     with tempfile.TemporaryDirectory() as directory:
         start = time.perf_counter()
         path = build_tiny_reasoner(args.output or directory, config=config, num_threads=args.threads,
@@ -62,7 +108,7 @@ def build(args: argparse.Namespace) -> None:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("mode", choices=["speed", "build"], help="what to measure")
+    parser.add_argument("mode", choices=["speed", "build", "profile"], help="what to measure")
     parser.add_argument("--steps", type=int, default=TinyReasonerConfig.steps, help="SFT steps (speed: 20)")
     parser.add_argument("--minimal-steps", type=int, default=TinyReasonerConfig.minimal_steps,
                         help="first SFT steps on minimal traces")
@@ -78,9 +124,22 @@ if __name__ == "__main__":
                         help="P(one more redundant line) per step boundary")
     parser.add_argument("--concise", type=float, default=VerboseStyle.concise_probability,
                         help="P(a trace has no redundant line)")
+    parser.add_argument("--merge", type=float, default=VerboseStyle.merge_probability,
+                        help="P(two operations on one line)")
+    parser.add_argument("--direct", type=float, default=VerboseStyle.direct_probability,
+                        help="P(a trace answers directly)")
+    practice = TinyReasonerConfig.practice_style
+    parser.add_argument("--practice-merge", type=float, default=practice.merge_probability,
+                        help="P(two operations on one line) while practising (before calibration)")
+    parser.add_argument("--practice-direct", type=float, default=practice.direct_probability,
+                        help="P(a direct answer) while practising")
+    parser.add_argument("--calibration-steps", type=int, default=TinyReasonerConfig.calibration_steps,
+                        help="last SFT steps on the final style")
     parser.add_argument("--seed", type=int, default=0, help="build seed")
     parser.add_argument("--threads", type=int, default=2, help="torch threads")
     parser.add_argument("--output", default="", help="keep the build here (default: a temporary directory)")
+    parser.add_argument("--examples", type=int, default=600, help="profile: test problems")
+    parser.add_argument("--temperature", type=float, default=0.6, help="profile: sampling temperature")
     parser.add_argument("--log-every", type=int, default=100, help="print SFT loss every N steps")
     arguments = parser.parse_args()
-    {"speed": speed, "build": build}[arguments.mode](arguments)
+    {"speed": speed, "build": build, "profile": profile}[arguments.mode](arguments)

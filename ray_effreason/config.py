@@ -25,12 +25,12 @@ from dataclasses import dataclass
 
 from ray_effreason.advantages import ADVANTAGE_ESTIMATORS
 from ray_effreason.alpha_controller import ControllerConfig
+from ray_effreason.answer_extraction import EXTRACTIONS
 from ray_effreason.config_tree import check_choice, check_positive, nested, option, split_list
 from ray_effreason.devices import DEVICES
 from ray_effreason.losses import AGGREGATIONS, KL_ESTIMATORS
 from ray_effreason.rewards import REWARDS
 from ray_effreason.tasks.base import PROMPT_TEMPLATES
-from ray_effreason.verifiers import EXTRACTIONS
 
 # The generator backends' names; the classes are in actors/generator.py (which imports torch and vLLM).
 # "auto": vLLM where it is installed, else transformers (actors/launch.generator_backend).
@@ -333,7 +333,10 @@ def _sweep_eval() -> EvalConfig:
 class SweepConfig:
     """A family from one base model: `train` applies to every alpha; `eval` (flags --eval-*) to the family."""
 
-    alphas: tuple[float, ...] = option((0.0, 0.1, 0.2, 0.4), "the family, comma-separated; 0 is the RL control")
+    alphas: tuple[float, ...] = option((0.0, 0.1, 0.2, 0.4, 0.8), "the family, comma-separated; 0 is the RL control")
+    control_aggregations: tuple[str, ...] = option(
+        (), "extra alpha-0 controls, one per loss aggregation, comma-separated (models alpha-0-AGG), e.g. "
+            "seq-mean-token-mean,seq-mean-token-sum-norm: the paper's against the length-unbiased one (PAPER.md §9)")
     targets: tuple[float, ...] = option((), "a family by token budget instead: ratios of the base's mean tokens, "
                                             "e.g. 0.8,0.6,0.4 (models target-R; alpha set by the controller)")
     job_attempts: int = option(2, "runs per family member: a failed training job is resubmitted with --resume")
@@ -354,6 +357,11 @@ class SweepConfig:
             raise ValueError(f"alphas must be in [0, 1), got {list(self.alphas)}")
         if len(set(self.alphas)) != len(self.alphas):
             raise ValueError(f"alphas: an alpha is listed twice: {list(self.alphas)}")
+        object.__setattr__(self, "control_aggregations", split_list(self.control_aggregations))
+        unknown = [name for name in self.control_aggregations if name not in AGGREGATIONS]
+        if unknown or len(set(self.control_aggregations)) != len(self.control_aggregations):
+            raise ValueError(f"control_aggregations: unknown or repeated {unknown or list(self.control_aggregations)}; "
+                             f"valid: {list(AGGREGATIONS)}")
         object.__setattr__(self, "targets", tuple(float(target) for target in split_list(self.targets)))
         if any(not target > 0 for target in self.targets) or len(set(self.targets)) != len(self.targets):
             raise ValueError(f"targets must be distinct ratios > 0, got {list(self.targets)}")

@@ -42,13 +42,13 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import ray
 
+from ray_effreason.answer_extraction import extract_last_boxed
 from ray_effreason.config import EvalConfig
 from ray_effreason.config_tree import flat_fields, to_dict
 from ray_effreason.evaluation import append_records, completed_keys, read_records
 from ray_effreason.seeding import sample_seed
 from ray_effreason.tasks import Task, TaskSet, load_task, task_class
 from ray_effreason.tasks.base import Example
-from ray_effreason.verifiers import extract_last_boxed
 
 # The actors (torch, transformers) and the report (matplotlib) are imported inside the functions that use them.
 if TYPE_CHECKING:

@@ -241,6 +241,8 @@ def _group_metrics(problems: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
         "majority_accuracy": _mean([_majority_correct(rows) for rows in problems.values()]),
         # PAPER §4 avg_tokens: mean over problems of the per-problem mean, all samples.
         "mean_tokens": _mean([np.mean([row["num_tokens"] for row in rows]) for rows in problems.values()]),
+        # Its standard error over problems (the plots' 95% intervals: 1.96 of these).
+        "mean_tokens_sem": _sem([np.mean([row["num_tokens"] for row in rows]) for rows in problems.values()]),
         "mean_tokens_correct": _mean(correct_tokens),
         "truncation_rate": _mean([float(row["finish_reason"] == "length") for row in samples]),
     }
@@ -253,6 +255,11 @@ def _group_metrics(problems: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
             [row["num_tokens"] / row["min_tokens"] for rows in with_min.values() for row in rows if row["correct"]])
         metrics["mean_min_tokens"] = _mean([rows[0]["min_tokens"] for rows in with_min.values()])  # the floor
     return metrics
+
+
+def _sem(values: list[float]) -> float | None:
+    """Standard error of the mean (sample std / sqrt(n)); None below two values."""
+    return float(np.std(values, ddof=1) / np.sqrt(len(values))) if len(values) > 1 else None
 
 
 def wilson_interval(successes: float, trials: int, confidence: float = 0.95) -> tuple[float, float]:

@@ -52,35 +52,52 @@ def dashboard_up(port: int) -> bool:
         return "401" in str(error)
 
 
-def isolated_ports(temp_dir: str) -> list[str]:
+DEFAULT_AGENT_PORT = 52365  # `ray start --dashboard-agent-listen-port`'s default
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def isolated_ports(temp_dir: str, agent_port: int) -> list[str]:
     """An isolated (test) head: its temp dir, and free ports for the dashboard agent (default 52365) and the Ray
     client server (default 10001), so a head already running on the default ports does not take them (its agent
     would hold 52365 and this head's jobs fail with "No available agent")."""
+    return ["--temp-dir", temp_dir, "--dashboard-agent-listen-port", str(agent_port),
+            "--ray-client-server-port", str(free_port())]
+
+
+def port_open(port: int) -> bool:
     import socket
 
-    def free() -> str:
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            return str(probe.getsockname()[1])
-
-    return ["--temp-dir", temp_dir, "--dashboard-agent-listen-port", free(), "--ray-client-server-port", free()]
+    with socket.socket() as probe:
+        probe.settimeout(1)
+        return probe.connect_ex(("127.0.0.1", port)) == 0
 
 
 def start(dashboard_port: int, num_cpus: int | None, gcs_port: int = 6379, temp_dir: str | None = None) -> None:
-    """Start a head unless one answers on dashboard_port; `temp_dir` isolates it (tests), see `stop`."""
+    """Start a head unless one answers on dashboard_port; `temp_dir` isolates it (tests), see `stop`.
+
+    Returns once the dashboard answers and its job agent listens: before that, `ray job submit` fails with
+    "No available agent to submit job" (the agent comes up seconds after the dashboard on a loaded machine)."""
     if dashboard_up(dashboard_port):
         print(f"Ray head already running; dashboard at http://127.0.0.1:{dashboard_port}")
         return
     # Logical CPUs: actors declare fractions of a CPU on a laptop; several per core is fine for tiny models.
     cpus = num_cpus or max(8, 4 * (os.cpu_count() or 1))
+    agent_port = free_port() if temp_dir else DEFAULT_AGENT_PORT
     command = [ray_cli(), "start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(gcs_port),
                "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dashboard_port), "--num-cpus", str(cpus),
-               "--disable-usage-stats"] + (isolated_ports(temp_dir) if temp_dir else [])
+               "--disable-usage-stats"] + (isolated_ports(temp_dir, agent_port) if temp_dir else [])
     subprocess.run(command, check=True, env=ray_environment())
-    for _ in range(60):
-        if dashboard_up(dashboard_port):
+    for _ in range(120):
+        if dashboard_up(dashboard_port) and port_open(agent_port):
             break
-        time.sleep(1)
+        time.sleep(0.5)
     print(f"Ray head up (token auth on); dashboard at http://127.0.0.1:{dashboard_port}")
 
 

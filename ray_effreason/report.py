@@ -279,19 +279,56 @@ def plot_family(entries: Sequence[dict[str, Any]], pareto_path: str | Path, leve
     figure.tight_layout()
     figure.savefig(pareto_path, dpi=120)
 
-    figure = Figure(figsize=(7.2, 4.8))
-    axes = figure.add_subplot()
-    for entry in [*base, *family, *others]:
+    _plot_family_levels([*base, *family, *others], levels_path)
+
+
+def _level_interval(values: dict[str, Any], base_values: dict[str, Any] | None) -> tuple[float, float, float, float]:
+    """(mean tokens, its 95% half-width, tokens vs base in %, its 95% half-width) of one level.
+
+    The ratio's interval is the delta method on two independent means (model and base sampled apart):
+    se(m/b) = (m/b) * sqrt((se_m/m)^2 + (se_b/b)^2).
+    """
+    mean, sem = values["mean_tokens"], values.get("mean_tokens_sem") or 0.0
+    if not base_values or not base_values["mean_tokens"]:
+        return mean, 1.96 * sem, math.nan, math.nan
+    base_mean, base_sem = base_values["mean_tokens"], base_values.get("mean_tokens_sem") or 0.0
+    ratio = mean / base_mean
+    ratio_se = ratio * math.sqrt((sem / mean) ** 2 + (base_sem / base_mean) ** 2) if mean else 0.0
+    return mean, 1.96 * sem, 100 * ratio, 196 * ratio_se
+
+
+def _plot_family_levels(entries: Sequence[dict[str, Any]], path: str | Path) -> None:
+    """Left: mean tokens by level; right: tokens as % of the base's on the same level (adaptive compute:
+    a model that cuts easy problems most sits low on the left of the right panel). 95% intervals."""
+    base = next((entry for entry in entries if entry["name"] == "base"), None)
+    figure = Figure(figsize=(11.0, 4.6))
+    tokens_axes, ratio_axes = figure.subplots(1, 2)
+    count = max(1, len(entries))
+    for index, entry in enumerate(entries):
         levels = sorted(entry["by_level"], key=int)
-        axes.plot([int(level) for level in levels], [entry["by_level"][level]["mean_tokens"] for level in levels],
-                  "*--" if entry["name"] == "base" else "o-", label=_family_label(entry))
-    axes.set_xlabel("difficulty level")
-    axes.set_ylabel("mean generated tokens per sample")
-    axes.set_title("tokens by difficulty level (harder problems keep more tokens)")
-    axes.grid(alpha=0.3)
-    axes.legend()
+        # a small horizontal offset per model keeps the error bars of neighbouring models apart
+        xs = [int(level) + 0.25 * (index - (count - 1) / 2) / count for level in levels]
+        points = [_level_interval(entry["by_level"][level], base["by_level"].get(level) if base else None)
+                  for level in levels]
+        style = "*--" if entry["name"] == "base" else "o-"
+        color = "tab:red" if entry["name"] == "base" else f"C{index % 10}"
+        tokens_axes.errorbar(xs, [point[0] for point in points], yerr=[point[1] for point in points], fmt=style,
+                             color=color, capsize=2, markersize=5, label=_family_label(entry))
+        if entry["name"] != "base" and base is not None:
+            ratio_axes.errorbar(xs, [point[2] for point in points], yerr=[point[3] for point in points], fmt=style,
+                                color=color, capsize=2, markersize=5, label=_family_label(entry))
+    tokens_axes.set_xlabel("difficulty level (operations per problem)")
+    tokens_axes.set_ylabel("mean generated tokens per sample")
+    tokens_axes.set_title("tokens by level (95% intervals)")
+    ratio_axes.axhline(100, color="tab:red", linestyle="--", linewidth=1, label="base")
+    ratio_axes.set_xlabel("difficulty level (operations per problem)")
+    ratio_axes.set_ylabel("mean tokens, % of the base's on that level")
+    ratio_axes.set_title("where tokens are cut (lower = larger cut)")
+    for axes in (tokens_axes, ratio_axes):
+        axes.grid(alpha=0.3)
+        axes.legend(fontsize=7)
     figure.tight_layout()
-    figure.savefig(levels_path, dpi=120)
+    figure.savefig(path, dpi=120)
 
 
 # ----------------------------------------------------------------------------------------------

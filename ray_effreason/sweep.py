@@ -68,7 +68,11 @@ def family_members(config: SweepConfig) -> list[Member]:
     if config.targets:
         return [Member(f"target-{ratio:g}", {"target": ratio}, {"target_token_ratio": ratio})
                 for ratio in config.targets]
-    return [Member(f"alpha-{alpha:g}", {"alpha": alpha}, {"alpha": alpha}) for alpha in config.alphas]
+    members = [Member(f"alpha-{alpha:g}", {"alpha": alpha}, {"alpha": alpha}) for alpha in config.alphas]
+    # The alpha-0 control under each asked-for loss aggregation (issue 11; PAPER.md §9: the length-unbiased
+    # aggregation removed the alpha-0 shortening on 7B).
+    return members + [Member(f"alpha-0-{name}", {"alpha": 0.0, "aggregation": name},
+                             {"alpha": 0.0, "aggregation": name}) for name in config.control_aggregations]
 
 
 def submit_job(config: SweepConfig, member: Member, base: str, client: Any) -> str:
@@ -141,13 +145,20 @@ def final_alpha(run_dir: Path) -> float | None:
 def family_view(summary: dict[str, Any], labels: dict[str, dict[str, Any]], task: str) -> list[dict[str, Any]]:
     """Step 4: one entry per model, a view over summary["models"] with the same metric names, and each model's
     labels (alpha; target and the final alpha for a budget family; alpha None = the base)."""
-    names = ("accuracy", "mean_tokens", "tokens_over_min_tokens", "mean_min_tokens", "truncation_rate")
+    names = ("accuracy", "mean_tokens", "mean_tokens_sem", "tokens_over_min_tokens", "mean_min_tokens",
+             "truncation_rate")
+    base = summary["models"]["base"][task] if "base" in summary["models"] else None
+
+    def view(metrics: dict[str, Any], base_metrics: dict[str, Any] | None) -> dict[str, Any]:
+        # tokens_vs_base: this model's mean tokens over the base's on the same problems (1 - the token cut)
+        ratio = metrics["mean_tokens"] / base_metrics["mean_tokens"] if base_metrics else None
+        return {**{key: metrics.get(key) for key in names}, "tokens_vs_base": ratio, "n_samples": metrics["n_samples"]}
+
     entries = []
     for name, label in labels.items():
         metrics = summary["models"][name][task]
-        entries.append({"name": name, **label, "task": task, **{key: metrics.get(key) for key in names},
-                        "n_samples": metrics["n_samples"],
-                        "by_level": {level: {key: values.get(key) for key in (*names, "n_samples")}
+        entries.append({"name": name, **label, "task": task, **view(metrics, base),
+                        "by_level": {level: view(values, base["by_level"].get(level) if base else None)
                                      for level, values in metrics.get("by_level", {}).items()}})
     return entries
 
@@ -162,6 +173,18 @@ def family_table(entries: list[dict[str, Any]], base: dict[str, Any]) -> str:
                      f"{100 * entry['accuracy']:.1f}% | {entry['mean_tokens']:.1f} | "
                      f"{100 * entry['mean_tokens'] / base['mean_tokens']:.0f}% | "
                      f"{'-' if ratio is None else format(ratio, '.2f')} |")
+    levels = sorted({level for entry in entries for level in entry["by_level"]}, key=int)
+    if levels:  # adaptive compute: where each model cuts its tokens
+        lines += ["", "Per level: accuracy / mean tokens / tokens vs the base on that level", "",
+                  "| model | " + " | ".join(f"L{level}" for level in levels) + " |",
+                  "|---|" + "---|" * len(levels)]
+        for entry in entries:
+            cells = []
+            for level in levels:
+                values = entry["by_level"].get(level)
+                cells.append("-" if values is None else f"{100 * values['accuracy']:.0f}% / {values['mean_tokens']:.1f}"
+                             f" / {100 * (values['tokens_vs_base'] or float('nan')):.0f}%")
+            lines.append(f"| {entry['name']} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 

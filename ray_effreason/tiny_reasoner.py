@@ -40,10 +40,10 @@ from ray_effreason.evaluation import sample_metrics
 from ray_effreason.progress import Progress
 from ray_effreason.tasks.base import MATH_INSTRUCTION, Example, render_prompt
 from ray_effreason.tasks.synthetic import SyntheticArithmetic, minimal_completion, prompt_of
-from ray_effreason.tiny_traces import REDUNDANT_LINES, VerboseStyle, verbose_completion
+from ray_effreason.tiny_traces import MINIMAL, REDUNDANT_LINES, VerboseStyle, verbose_completion
 from ray_effreason.verifiers import grade_math
 
-BUILD_FORMAT = 2  # bump when the build changes in a way the config hash cannot see
+BUILD_FORMAT = 3  # bump when the build changes in a way the config hash cannot see
 SPECIAL_TOKENS = {"pad": "<|pad|>", "bos": "<|bos|>", "eos": "<|eos|>"}
 ROLE_TOKENS = ("<|system|>", "<|user|>", "<|assistant|>")
 THINK_TOKENS = ("<think>", "</think>")  # ordinary added tokens: kept when decoding with skip_special_tokens
@@ -61,7 +61,7 @@ CHAT_TEMPLATE = (
 def _tokenizer_corpus() -> list[str]:
     """Texts whose pieces should be single tokens: the prompt, every trace line kind, the instruction."""
     example = Example(id="corpus", prompt=prompt_of("3+8-5+9"), gold="5")
-    lines = [make_line(("1", "-", "5", "6")) for make_line in REDUNDANT_LINES.values()]
+    lines = [make_line(("1", "-5+3", "9")) for make_line in REDUNDANT_LINES.values()]
     words = [word.strip(",.") for text in [MATH_INSTRUCTION, *lines] for word in text.split()]
     return [example.prompt, minimal_completion(example), MATH_INSTRUCTION, "Question:", *lines,
             *(" " + word for word in words if word.isalpha())]
@@ -193,11 +193,14 @@ def _length_grouped_batches(examples: Sequence[Example], tokenizer: Any, rng: ra
 def sft_train(model: Qwen2ForCausalLM, tokenizer: Any, task: SyntheticArithmetic, *, steps: int, batch_size: int,
               lr: float, seed: int, num_threads: int = 2, warmup_steps: int = 50, weight_decay: float = 0.01,
               style: VerboseStyle = VerboseStyle(), minimal_steps: int = 0, group_steps: int = 8,  # noqa: B008 (frozen)
+              practice_style: VerboseStyle | None = None, calibration_steps: int = 0,
               log_every: int = 0) -> dict[str, Any]:
     """Train `model` in place on `task` (the train split); returns metrics (losses, seconds, ...).
 
-    Curriculum: the first `minimal_steps` steps use minimal traces, the rest verbose traces of
-    `style`. Measured on 2 CPU threads: the step table (200 `a op b` entries) and the prompt look-up
+    Curriculum: the first `minimal_steps` steps use minimal traces, then traces of `practice_style`
+    (default: `style`), and the last `calibration_steps` traces of `style`. A practice style with more
+    shortcuts than `style` teaches the shortcut lines' harder lookups on more examples; the calibration
+    phase then sets how often the model takes them (its habits are `style`'s, its skills the practice's). Measured on 2 CPU threads: the step table (200 `a op b` entries) and the prompt look-up
     are learned in ~600 steps on dense minimal traces, at ~40% of a verbose step's cost, while on
     verbose traces alone they take over twice as many steps; the verbose phase then only has to add
     the redundant lines and longer contexts. Each step draws `batch_size` problems and a fresh trace
@@ -208,8 +211,9 @@ def sft_train(model: Qwen2ForCausalLM, tokenizer: Any, task: SyntheticArithmetic
     torch.manual_seed(seed)
     rng = random.Random(seed)
     verbose_batches = _length_grouped_batches(task.examples, tokenizer, rng, style, batch_size, group_steps)
-    minimal_batches = _length_grouped_batches(task.examples, tokenizer, rng, VerboseStyle(redundancy_probability=0.0),
-                                              batch_size, group_steps)
+    practice_batches = verbose_batches if practice_style is None else _length_grouped_batches(
+        task.examples, tokenizer, rng, practice_style, batch_size, group_steps)
+    minimal_batches = _length_grouped_batches(task.examples, tokenizer, rng, MINIMAL, batch_size, group_steps)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.98), weight_decay=weight_decay)
 
     def lr_factor(step: int) -> float:
@@ -223,7 +227,8 @@ def sft_train(model: Qwen2ForCausalLM, tokenizer: Any, task: SyntheticArithmetic
     losses, num_tokens, start, cpu_start = [], 0, time.perf_counter(), time.process_time()
     progress = Progress(steps, "sft", unit="step") if log_every else None  # a line every 10 s, with the loss
     for step in range(steps):
-        batch = next(minimal_batches if step < minimal_steps else verbose_batches)
+        batch = next(minimal_batches if step < minimal_steps else
+                     practice_batches if step < steps - calibration_steps else verbose_batches)
         loss = model(**batch).loss  # HF shifts labels; mean over completion tokens
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -296,7 +301,11 @@ class TinyReasonerConfig:
     num_eval_examples: int = 300  # test-split problems evaluated after training
     max_new_tokens: int = 256  # eval generation cap (a level-6 verbose trace is under ~200 tokens)
     shape: TinyModelShape = TinyModelShape()
-    style: VerboseStyle = VerboseStyle()
+    style: VerboseStyle = VerboseStyle()  # the base's habits: what the last `calibration_steps` train on
+    # More shortcuts while practising: merged lines are a 4,000-entry lookup, learned on few examples at
+    # `style`'s rate (measured: merged traces 45% correct against 96% for careful ones).
+    practice_style: VerboseStyle | None = VerboseStyle(merge_probability=0.5, direct_probability=0.05)
+    calibration_steps: int = 400
 
     def hash(self) -> str:
         payload = json.dumps({"format": BUILD_FORMAT, **dataclasses.asdict(self)}, sort_keys=True)
@@ -323,7 +332,8 @@ def build_tiny_reasoner(output_dir: str | Path, *, seed: int = 0, steps: int = T
                                 seed=config.seed)
     metrics = sft_train(model, tokenizer, train, steps=config.steps, batch_size=config.batch_size, lr=config.lr,
                         seed=config.seed, num_threads=num_threads, warmup_steps=config.warmup_steps,
-                        style=config.style, minimal_steps=config.minimal_steps, log_every=log_every)
+                        style=config.style, minimal_steps=config.minimal_steps, practice_style=config.practice_style,
+                        calibration_steps=config.calibration_steps, log_every=log_every)
     test = SyntheticArithmetic(split="test", num_examples=config.num_eval_examples, levels=config.levels,
                                seed=config.seed, tokenizer=tokenizer)
     evaluation = evaluate_tiny(model, tokenizer, test.examples, max_new_tokens=config.max_new_tokens, seed=config.seed)

@@ -1,55 +1,101 @@
-"""Verbose reference traces for the synthetic task: the SFT data that makes the tiny reasoner think too long.
+"""Reference traces for the synthetic task: the SFT data that makes the tiny reasoner think too long.
 
 The task (tasks/synthetic.py) defines problems, the minimal trace and grading; this module writes the
-longer, still correct traces the tiny base reasoner is fine-tuned on (tiny_reasoner.sft_train), so
-that RL with the length penalty has redundancy to remove.
+traces the tiny base reasoner is fine-tuned on (tiny_reasoner.sft_train). They mix three kinds of
+extra or missing thinking, so that RL with the length penalty has something free to drop first and,
+beyond it, tokens it can only buy with accuracy (issue 11, "thinking that pays"):
 
-Verbose traces. After each step line the writer decides, by a biased coin, whether to add one more
-redundant line, and keeps deciding until the coin says no or `max_per_boundary` is reached; a
-`concise_probability` share of traces has no redundant line at all. A
-redundant line is one of the kinds reasoning models produce (paper §6 counts verification and
-backtracking): a check ("check: 3+8=1"), a restatement ("so far 3+8=1") or a wait detour that
-returns to the same value ("wait, is it 1? again 3+8=1"). The decision is the first token of the
-next line (a digit or `</think>` goes on, `check`/`so`/`wait` adds redundancy), so RL can push its
-probability down. A redundant line repeats the last step and ends with it, so it never changes a
-value, hence never the answer, and the next step line reads the same local context as it would in
-a minimal trace.
+- **Redundant lines (pure waste).** After each line the writer decides, by a biased coin, whether to add
+  one more redundant line, and keeps deciding until the coin says no or `max_per_boundary` is reached;
+  a `concise_probability` share of traces has none. A redundant line is one of the kinds reasoning
+  models produce (paper §6 counts verification and backtracking): a check ("check: 3+8=1"), a
+  restatement ("so far 3+8=1") or a wait detour that returns to the same value ("wait, is it 1? again
+  3+8=1"). It repeats the line above and ends with it, so it never changes a value, hence never the
+  answer, and the next line reads the same local context as in a minimal trace.
+- **Merged lines (a shortcut that costs accuracy).** With `merge_probability` two consecutive operations
+  are written as one line, `3+8-5=6`: two tokens fewer per pair of operations, but the model has to do
+  a 4,000-entry lookup in one step instead of two 200-entry ones, and errs more often. A trace written
+  with merged lines only is shorter than `min_tokens`, the one-operation-per-line floor.
+- **Direct answers (the extreme shortcut).** With `direct_probability` the think block is empty and the
+  answer follows at once: right for most one-operation problems once learned, a guess (about 10%) on
+  long ones. This is where adaptive compute can show: RL may answer easy problems directly and keep
+  thinking on hard ones.
+
+Every choice is made at the first token of a line (a digit, `check`/`so`/`wait`, `</think>`) or of the
+think block, so RL can move its probability. The careful line (one operation) is the extra thinking
+that pays; redundancy is the thinking that does not.
 """
 
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ray_effreason.tasks.base import Example
-from ray_effreason.tasks.synthetic import expression_of, render_completion, step_line, trace_steps
+from ray_effreason.tasks.synthetic import expression_of, render_completion, trace_steps
+
+# A trace line: (value before, the operations it applies, value after), e.g. ('3', '+8-5', '6').
+Line = tuple[str, str, str]
+
+
+def line_text(line: Line) -> str:
+    """The line as the trace writes it.
+
+    >>> line_text(('3', '+8-5', '6'))
+    '3+8-5=6'
+    """
+    first, operations, result = line
+    return f"{first}{operations}={result}"
+
+
+def trace_lines(expression: str, rng: random.Random, merge_probability: float) -> list[Line]:
+    """The expression's operations as lines, each pair of consecutive operations merged with `merge_probability`.
+
+    >>> trace_lines("3+8-5+9", random.Random(0), 0.0)
+    [('3', '+8', '1'), ('1', '-5', '6'), ('6', '+9', '5')]
+    >>> trace_lines("3+8-5+9", random.Random(0), 1.0)
+    [('3', '+8-5', '6'), ('6', '+9', '5')]
+    """
+    steps = [(first, operator + operand, result) for first, operator, operand, result in trace_steps(expression)]
+    lines: list[Line] = []
+    index = 0
+    while index < len(steps):
+        if index + 1 < len(steps) and merge_probability > 0 and rng.random() < merge_probability:
+            (first, first_ops, _), (_, second_ops, result) = steps[index], steps[index + 1]
+            lines.append((first, first_ops + second_ops, result))
+            index += 2
+        else:
+            lines.append(steps[index])
+            index += 1
+    return lines
+
 
 # ---------------------------------------------------------------- redundant lines
 
-def _check_line(step: tuple[str, str, str, str]) -> str:
-    return f"check: {step_line(step)}"
+def _check_line(line: Line) -> str:
+    return f"check: {line_text(line)}"
 
 
-def _restate_line(step: tuple[str, str, str, str]) -> str:
-    return f"so far {step_line(step)}"
+def _restate_line(line: Line) -> str:
+    return f"so far {line_text(line)}"
 
 
-def _wait_line(step: tuple[str, str, str, str]) -> str:
-    return f"wait, is it {step[3]}? again {step_line(step)}"
+def _wait_line(line: Line) -> str:
+    return f"wait, is it {line[2]}? again {line_text(line)}"
 
 
-# Each redundant line repeats the step just written and ENDS with it, so (1) it can never change a
-# value and (2) the next step line sees exactly the same last few tokens (`a op b=c` + newline) as
-# in a minimal trace: the skills learned on minimal traces carry over to verbose ones unchanged.
+# Each redundant line repeats the line just written and ENDS with it, so (1) it can never change a
+# value and (2) the next line sees exactly the same last few tokens (`...op b=c` + newline) as in a
+# minimal trace: the skills learned on minimal traces carry over to verbose ones unchanged.
 REDUNDANT_LINES = {"check": _check_line, "restate": _restate_line, "wait": _wait_line}
 
 
 @dataclass(frozen=True)
 class VerboseStyle:
-    """How verbose reference traces are sampled (defaults give ~2.7x the minimal length in tokens)."""
+    """How reference traces are sampled (the defaults give ~2.5x the minimal length in tokens)."""
 
-    # P(one more redundant line) at a step boundary, and P(a trace has no redundant line at all, like
-    # the direct answers reasoning models sometimes give). With 5/6 and 0.1, "stop" and each of the 3
+    # P(one more redundant line) at a line boundary, and P(a trace has no redundant line at all, like
+    # the concise answers reasoning models sometimes give). With 5/6 and 0.1, "stop" and each of the 3
     # kinds are equally likely (1/4) at the first boundary, so the eval temperature 0.6 does not tilt
     # that first choice. Concise traces keep SFT (which learns minimal traces first, see
     # tiny_reasoner.sft_train) able to work without redundant lines; without them, RL that shortens
@@ -58,10 +104,13 @@ class VerboseStyle:
     max_per_boundary: int = 2  # cap, so a level-6 verbose trace stays under ~200 tokens
     kinds: tuple[str, ...] = ("check", "restate", "wait")  # sampled uniformly
     concise_probability: float = 0.1
+    merge_probability: float = 0.15  # P(two consecutive operations on one line): the shortcut that errs more
+    direct_probability: float = 0.03  # P(an empty think block, the answer at once): the shortcut that guesses
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.concise_probability <= 1.0:
-            raise ValueError(f"concise_probability must be in [0, 1], got {self.concise_probability}")
+        for name in ("concise_probability", "merge_probability", "direct_probability"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
         if not 0.0 <= self.redundancy_probability < 1.0:
             raise ValueError(f"redundancy_probability must be in [0, 1), got {self.redundancy_probability}")
         if self.max_per_boundary < 0:
@@ -70,22 +119,51 @@ class VerboseStyle:
         if unknown or not self.kinds:
             raise ValueError(f"unknown redundancy kinds {unknown}; valid: {sorted(REDUNDANT_LINES)}")
 
+    def without_redundancy(self) -> VerboseStyle:
+        """The same shortcuts, no redundant line: the first phase of the tiny reasoner's SFT."""
+        return replace(self, redundancy_probability=0.0)
+
+
+MINIMAL = VerboseStyle(redundancy_probability=0.0, merge_probability=0.0, direct_probability=0.0)
+
 
 # ---------------------------------------------------------------- traces
 
 def verbose_completion(example: Example, rng: random.Random, style: VerboseStyle = VerboseStyle()) -> str:
-    """A correct completion with random redundant lines after step lines (same answer).
+    """A correct completion in `style`: maybe direct, maybe with merged lines, with random redundant lines.
 
     >>> example = Example(id="x", prompt="Compute (3 + 8) mod 10.", gold="1")
-    >>> verbose_completion(example, random.Random(0), VerboseStyle(redundancy_probability=0.0))
+    >>> verbose_completion(example, random.Random(0), MINIMAL)
     '<think>\\n3+8=1\\n</think>\\n\\n\\\\boxed{1}'
+    >>> verbose_completion(example, random.Random(0), VerboseStyle(direct_probability=1.0))
+    '<think>\\n</think>\\n\\n\\\\boxed{1}'
     """
-    lines: list[str] = []
+    expression = expression_of(example)
+    if style.direct_probability > 0 and rng.random() < style.direct_probability:
+        return render_completion(expression, [])
     concise = style.concise_probability > 0 and rng.random() < style.concise_probability
-    for step in trace_steps(expression_of(example)):
-        lines.append(step_line(step))
+    texts: list[str] = []
+    for line in trace_lines(expression, rng, style.merge_probability):
+        texts.append(line_text(line))
         for _ in range(0 if concise else style.max_per_boundary):
             if rng.random() >= style.redundancy_probability:
                 break
-            lines.append(REDUNDANT_LINES[rng.choice(style.kinds)](step))
-    return render_completion(expression_of(example), lines)
+            texts.append(REDUNDANT_LINES[rng.choice(style.kinds)](line))
+    return render_completion(expression, texts)
+
+
+def trace_profile(text: str) -> dict[str, int]:
+    """Count what a synthetic completion is made of: operation lines, merged ones, redundant ones, direct.
+
+    >>> trace_profile("<think>\\n3+8-5=6\\ncheck: 3+8-5=6\\n6+9=5\\n</think>\\n\\n\\\\boxed{5}")
+    {'direct': 0, 'lines': 2, 'merged': 1, 'redundant': 1}
+    >>> trace_profile("<think>\\n</think>\\n\\n\\\\boxed{5}")["direct"]
+    1
+    """
+    think = text.split("</think>")[0].split("<think>")[-1]
+    rows = [row for row in think.split("\n") if row.strip()]
+    redundant = [row for row in rows if row.split(" ")[0].rstrip(",:") in ("check", "so", "wait")]
+    operation_rows = [row for row in rows if row not in redundant]
+    merged = [row for row in operation_rows if sum(row.split("=")[0].count(op) for op in "+-") >= 2]
+    return {"direct": int("</think>" in text and not rows), "lines": len(operation_rows), "merged": len(merged),
+            "redundant": len(redundant)}

@@ -1,10 +1,7 @@
-"""Answer extraction and equivalence: is a completion's final answer the gold answer?
+"""Answer equivalence: is a completion's final answer the gold answer?
 
-The answer is the content of the LAST `\\boxed{...}` (PAPER.md §1.2: Qwen2.5-Math `extract_answer`
-takes the last box, in training and in evaluation). A completion with no box is wrong; the prompt's
-own `\\boxed{}` is not part of the completion, so it cannot count.
-
-Equivalence is decided in three tiers, cheapest first:
+The answer is read by answer_extraction.py (the LAST `\\boxed{...}`, or the paper's evaluation fallbacks;
+`EXTRACTIONS`). A completion with no answer is wrong. Equivalence is decided in three tiers, cheapest first:
 
 1. Normalized string match (spaces, `\\left`/`\\right`, `\\dfrac`, degrees, `\\%`, `\\text{}` wrappers,
    trailing periods, thousands separators removed): equal keys are correct without sympy.
@@ -34,69 +31,8 @@ import string
 from fractions import Fraction
 from typing import Sequence
 
+from ray_effreason.answer_extraction import EXTRACTIONS, brace_content, extract_last_boxed
 from ray_effreason.sympy_pool import SympyWorkerPool, default_pool
-
-# ---------------------------------------------------------------- extraction
-
-_BOX_COMMAND = re.compile(r"\\(?:boxed|fbox)(?![A-Za-z])")  # not `\boxedfoo`, another command
-
-
-def _brace_content(text: str, open_index: int) -> str | None:
-    """Content of the group opening at text[open_index] == '{', by one linear scan; None if unclosed.
-
-    A backslash escapes the next character, so `\\{` and `\\}` inside the group are content.
-    """
-    depth = 0
-    index = open_index
-    while index < len(text):
-        char = text[index]
-        if char == "\\":
-            index += 2
-            continue
-        if char == "{":
-            depth += 1
-        elif char == "}":
-            depth -= 1
-            if depth == 0:
-                return text[open_index + 1:index]
-        index += 1
-    return None
-
-
-def _last_boxed(text: str) -> str | None:
-    last = None
-    for last in _BOX_COMMAND.finditer(text):  # noqa: B007  (one linear pass: keep the last match)
-        pass
-    if last is None:
-        return None
-    rest = text[last.end():]
-    stripped = rest.lstrip()
-    if stripped.startswith("{"):
-        return _brace_content(text, last.end() + len(rest) - len(stripped))
-    if stripped and len(stripped) < len(rest):  # `\boxed 5`: one token, up to a space or `$`
-        return re.match(r"[^\s$]*", stripped).group(0)
-    return None
-
-
-def extract_last_boxed(text: str) -> str | None:
-    """Content of the last `\\boxed{...}` / `\\fbox{...}` / `\\boxed 5`, or None.
-
-    After a `</think>`, the answer part is searched first (a box inside the thinking is a draft),
-    falling back to the whole text.
-
-    >>> extract_last_boxed("so \\\\boxed{1} or rather \\\\boxed{\\\\frac{1}{2}}.")
-    '\\\\frac{1}{2}'
-    >>> extract_last_boxed("<think>\\\\boxed{3}</think> The answer is \\\\boxed 4.")
-    '4.'
-    >>> extract_last_boxed("no box") is None
-    True
-    """
-    if "</think>" in text:
-        found = _last_boxed(text.rsplit("</think>", 1)[1])
-        if found is not None:
-            return found
-    return _last_boxed(text)
-
 
 # ---------------------------------------------------------------- normalization
 
@@ -125,7 +61,7 @@ def _unwrap_text(answer: str) -> tuple[str, bool]:
     wrapped = False
     while True:
         match = _WHOLE_TEXT.fullmatch(answer)
-        if not match or _brace_content(answer, answer.index("{")) != match.group(1):
+        if not match or brace_content(answer, answer.index("{")) != match.group(1):
             return answer, wrapped
         answer, wrapped = match.group(1).strip(), True
 
@@ -269,36 +205,6 @@ def _group_ending_at(text: str, close_index: int) -> str:
 
 
 # ---------------------------------------------------------------- math grading
-
-
-# "the answer is X" and the last number: the paper evaluation's fallbacks (Qwen2.5-Math `extract_answer`).
-_ANSWER_IS = "he answer is"
-_LAST_NUMBER = re.compile(r"-?\d*\.?\d+")
-
-
-def extract_paper_answer(text: str) -> str | None:
-    """The paper's evaluation extraction (PAPER.md §4): the last `\\boxed{}`, else what follows the last
-    "the answer is", else the last number. Training has no fallback (the paper's neither).
-
-    >>> extract_paper_answer("The answer is 18."), extract_paper_answer("so 3 + 4 = 7 apples")
-    ('18', '7')
-    >>> extract_paper_answer("no answer here") is None
-    True
-    """
-    boxed = extract_last_boxed(text)
-    if boxed is not None:
-        return boxed
-    if _ANSWER_IS in text:
-        answer = re.sub(r"\n\s*", "", text.rsplit(_ANSWER_IS, 1)[1]).strip()
-        answer = answer[1:].strip() if answer.startswith(":") else answer
-        answer = answer.rstrip("./").strip()
-        return answer or None
-    numbers = _LAST_NUMBER.findall(text.replace(",", ""))
-    return numbers[-1] if numbers else None
-
-
-# --answer-extraction: where a completion's answer is read from.
-EXTRACTIONS = {"boxed": extract_last_boxed, "paper": extract_paper_answer}
 
 
 def check_math(completion: str, gold: str, timeout_s: float = 5.0,

@@ -22,7 +22,7 @@ SAMPLING = SamplingConfig(temperature=1.0, top_p=1.0, max_new_tokens=24, max_pro
 
 @pytest.fixture(scope="module")
 def ray_local():
-    ray.init(num_cpus=6, include_dashboard=False, ignore_reinit_error=True)
+    ray.init(address="local", num_cpus=6, include_dashboard=False, ignore_reinit_error=True)  # never a running Ray
     yield
     ray.shutdown()
 

@@ -122,38 +122,32 @@ def own_addresses() -> set[str]:
 
 
 @pytest.mark.ray
-def test_local_head_serves_the_dashboard_on_localhost_only_and_asks_for_the_token():
+def test_local_head_serves_the_dashboard_on_localhost_only_and_asks_for_the_token(local_head):
     import urllib.error
     import urllib.request
 
     from ray_effreason import local_cluster
 
-    dashboard, gcs = 8367, 6393
-    temp_dir = f"/tmp/rayeff-test-{gcs}"
-    local_cluster.stop(temp_dir)
-    local_cluster.start(dashboard, num_cpus=2, gcs_port=gcs, temp_dir=temp_dir)
-    try:
-        head = {process.pid for process in psutil.process_iter(["cmdline"])
-                if any(temp_dir in part for part in process.info["cmdline"] or [])}
-        sockets = listening(head)
-        assert ("127.0.0.1", dashboard) in sockets
-        assert not any(port == dashboard and address != "127.0.0.1" for address, port in sockets)
-        # Without the token the job API refuses; with it, it answers.
-        with pytest.raises(urllib.error.HTTPError, match="401"):
-            urllib.request.urlopen(f"http://127.0.0.1:{dashboard}/api/jobs/", timeout=10)
-        token = local_cluster.TOKEN_PATH.read_text().strip()
-        request = urllib.request.Request(f"http://127.0.0.1:{dashboard}/api/jobs/",
-                                         headers={"Authorization": f"Bearer {token}"})
-        with urllib.request.urlopen(request, timeout=10) as response:
-            assert response.status == 200
-        assert local_cluster.TOKEN_PATH.stat().st_mode & 0o077 == 0  # the token file is private
-        # The dashboard is not reachable on the machine's other addresses.
-        for address in own_addresses():
-            with socket.socket(socket.AF_INET6 if ":" in address else socket.AF_INET) as probe:
-                probe.settimeout(1)
-                assert probe.connect_ex((address, dashboard)) != 0, address
-    finally:
-        local_cluster.stop(temp_dir)
+    dashboard = local_head.dashboard_port
+    head = {process.pid for process in psutil.process_iter(["cmdline"])
+            if any(local_head.temp_dir in part for part in process.info["cmdline"] or [])}
+    sockets = listening(head)
+    assert ("127.0.0.1", dashboard) in sockets
+    assert not any(port == dashboard and address != "127.0.0.1" for address, port in sockets)
+    # Without the token the job API refuses; with it, it answers.
+    with pytest.raises(urllib.error.HTTPError, match="401"):
+        urllib.request.urlopen(f"http://127.0.0.1:{dashboard}/api/jobs/", timeout=10)
+    token = local_cluster.TOKEN_PATH.read_text().strip()
+    request = urllib.request.Request(f"http://127.0.0.1:{dashboard}/api/jobs/",
+                                     headers={"Authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert response.status == 200
+    assert local_cluster.TOKEN_PATH.stat().st_mode & 0o077 == 0  # the token file is private
+    # The dashboard is not reachable on the machine's other addresses.
+    for address in own_addresses():
+        with socket.socket(socket.AF_INET6 if ":" in address else socket.AF_INET) as probe:
+            probe.settimeout(1)
+            assert probe.connect_ex((address, dashboard)) != 0, address
 
 
 # ---------------------------------------------------------------- bad data, models, checkpoints: before any actor

@@ -1,10 +1,8 @@
 """The comparison's methods, rows, table and plot (compare.py), and a scaled-down `jobs/compare.py` end to end."""
 
 import json
-import time
 
 import pytest
-from test_jobs import head, submit  # noqa: F401  (the local Ray head fixture and `ray job submit`)
 
 from ray_effreason.compare import (
     METHODS,
@@ -74,27 +72,11 @@ def test_rows_table_and_files_one_row_per_model_front_marked(tmp_path):
     assert paths["png"].stat().st_size > 10_000
 
 
-@pytest.fixture(scope="module")
-def level_one_reasoner(tmp_path_factory):
-    """The tiny model after 60 SFT steps on level-1 problems (7 s on 2 cores; test_learning.py's recipe), and
-    those problems as a training file: about 2 in 3 of its samples are correct, of varied lengths, so SFT keeps
-    completions and DPO gets pairs."""
-    from ray_effreason.tasks.synthetic import SyntheticArithmetic, write_examples
-    from ray_effreason.tiny_reasoner import build_model, build_tokenizer, sft_train
-
-    path = tmp_path_factory.mktemp("level-one")
-    tokenizer = build_tokenizer()
-    model = build_model(tokenizer, seed=0)
-    task = SyntheticArithmetic(split="train", num_examples=24, levels=(1,), seed=0)
-    sft_train(model, tokenizer, task, steps=60, batch_size=32, lr=3e-3, seed=0, num_threads=2, warmup_steps=10)
-    model.save_pretrained(path / "model")
-    tokenizer.save_pretrained(path / "model")
-    return str(path / "model"), str(write_examples(task.examples, path / "level1.jsonl"))
-
-
 @pytest.mark.ray
 @pytest.mark.slow
-def test_scaled_down_comparison_runs_as_ray_jobs_and_resumes(head, level_one_reasoner, tmp_path):  # noqa: F811
+def test_scaled_down_comparison_runs_as_ray_jobs_and_resumes(local_head, level_one_reasoner, tmp_path):
+    # The base: the tiny model after a short SFT on level-1 problems (conftest.py), which are the training file:
+    # about 2 in 3 of its samples are correct, of varied lengths, so SFT keeps completions and DPO gets pairs.
     model, problems = level_one_reasoner
     output = tmp_path / "compare"
     flags = ["--preset", "tiny", "--model", model, "--task-path", problems, "--max-prompts", "24",
@@ -102,11 +84,7 @@ def test_scaled_down_comparison_runs_as_ray_jobs_and_resumes(head, level_one_rea
              "--steps", "2", "--save-every", "2", "--prompts-per-step", "4", "--train-batch-size", "16",
              "--micro-batch-size", "8", "--max-new-tokens", "48", "--eval-limit", "6",
              "--eval-max-new-tokens", "48", "--output-dir", str(output)]
-    for _ in range(12):  # a fresh head's job agent can take a while to come up on a loaded machine
-        result = submit("jobs/compare.py", *flags)
-        if "No available agent" not in result.stderr:
-            break
-        time.sleep(15)
+    result = local_head.submit("jobs/compare.py", *flags)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-3000:]
     rows = json.loads((output / "comparison.json").read_text())
     assert [(row["name"], row["method"], row["value"]) for row in rows] == [
@@ -128,7 +106,7 @@ def test_scaled_down_comparison_runs_as_ray_jobs_and_resumes(head, level_one_rea
     stated = json.loads((output / "eval-prompt" / "prompt_budget-12" / "problems.jsonl").open().readline())
     assert "answer in less than 12 tokens" in stated["prompt"]
     assert (output / "comparison.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    again = submit("jobs/compare.py", *flags)
+    again = local_head.submit("jobs/compare.py", *flags)
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-2000:]
     for name in ("az-0.1", "sft_shortest-4", "dpo-0.05"):
         assert f"{name}: already trained, skipped" in again.stdout

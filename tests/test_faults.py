@@ -19,19 +19,15 @@ from safetensors.torch import load_file
 
 from ray_effreason.actors.generator import wait_until_alive
 from ray_effreason.actors.verifier import VerifierPool
-from ray_effreason.config import TrainConfig
-from ray_effreason.config_tree import from_flat
 from ray_effreason.driver import latest_checkpoint, train
 from ray_effreason.tasks.synthetic import SyntheticArithmetic
 
 pytestmark = pytest.mark.ray  # starts a Ray cluster
 
 STEPS = 3
-TINY = {"task": "synthetic", "max_prompts": 16, "prompts_per_step": 4, "samples_per_prompt": 4,
-        "max_new_tokens": 24, "max_prompt_tokens": 64, "train_batch_size": 8, "micro_batch_size": 4,
-        "zero_stage": 0, "lr": 1e-3, "warmup_steps": 0, "num_generators": 2, "num_verifiers": 2,
-        "num_cpus_per_actor": 0.5, "device": "cpu", "generator_backend": "transformers", "save_every": 1,
-        "steps": STEPS, "seed": 5,
+TINY = {"max_prompts": 16, "prompts_per_step": 4, "samples_per_prompt": 4, "max_new_tokens": 24,
+        "train_batch_size": 8, "micro_batch_size": 4, "lr": 1e-3, "num_generators": 2, "num_verifiers": 2,
+        "num_cpus_per_actor": 0.5, "save_every": 1, "steps": STEPS, "seed": 5,
         # An untrained model is never correct: with 0/1 rewards every advantage is 0 and the weights never move,
         # which would make "equal weights" vacuous. DAPO's length ramp over the whole budget rewards the few
         # samples that end early; after the first update the KL term moves the policy on every step.
@@ -40,14 +36,16 @@ TINY = {"task": "synthetic", "max_prompts": 16, "prompts_per_step": 4, "samples_
 
 @pytest.fixture(scope="module")
 def ray_local():
-    ray.init(num_cpus=4, include_dashboard=False, ignore_reinit_error=True)
+    ray.init(address="local", num_cpus=4, include_dashboard=False, ignore_reinit_error=True)  # never a running Ray
     yield
     ray.shutdown()
 
 
-def tiny_config(model: str, output_dir: Path, name: str, **overrides) -> TrainConfig:
-    return from_flat(TrainConfig, {**TINY, "model": model, "output_dir": str(output_dir), "run_name": name,
-                                   **overrides})
+@pytest.fixture(scope="module")
+def tiny_config(cpu_train_config, tiny_model):
+    """`tiny_config(output_dir, run_name, **overrides)`: this module's run (TINY) of the tiny model."""
+    return lambda output_dir, name, **overrides: cpu_train_config(tiny_model, output_dir, **TINY, run_name=name,
+                                                                  **overrides)
 
 
 def metrics(output_dir: Path) -> list[dict]:
@@ -83,9 +81,9 @@ def kill_after_step(output_dir: Path, step: int, actor: str) -> threading.Thread
 
 
 @pytest.fixture(scope="module")
-def unfaulted(ray_local, tiny_model, tmp_path_factory) -> Path:
+def unfaulted(ray_local, tiny_config, tiny_model, tmp_path_factory) -> Path:
     output = tmp_path_factory.mktemp("unfaulted")
-    train(tiny_config(tiny_model, output, "unfaulted"))
+    train(tiny_config(output, "unfaulted"))
     initial = load_file(Path(tiny_model) / "model.safetensors")
     assert any(not tensor.equal(initial[name]) for name, tensor in final_weights(output).items()), "no update"
     assert all(row["kl_to_ref"] != 0.0 for row in metrics(output)[1:])
@@ -93,9 +91,9 @@ def unfaulted(ray_local, tiny_model, tmp_path_factory) -> Path:
 
 
 def test_a_generation_worker_killed_mid_run_is_restarted_and_the_weights_equal_an_unfaulted_run(
-        unfaulted, tiny_model, tmp_path, capsys):
+        unfaulted, tiny_config, tmp_path, capsys):
     killer = kill_after_step(tmp_path, 1, "gen-fault-generator-0")
-    train(tiny_config(tiny_model, tmp_path, "gen-fault"))
+    train(tiny_config(tmp_path, "gen-fault"))
     killer.join(timeout=1)
     assert not killer.is_alive()
     out = capsys.readouterr().out
@@ -108,10 +106,10 @@ def test_a_generation_worker_killed_mid_run_is_restarted_and_the_weights_equal_a
 
 
 @pytest.mark.slow
-def test_a_learner_killed_mid_run_restarts_the_run_from_its_last_checkpoint(unfaulted, tiny_model, tmp_path,
+def test_a_learner_killed_mid_run_restarts_the_run_from_its_last_checkpoint(unfaulted, tiny_config, tmp_path,
                                                                               capsys):
     killer = kill_after_step(tmp_path, 2, "learner-fault-learner-0")
-    train(tiny_config(tiny_model, tmp_path, "learner-fault", max_restarts=1))
+    train(tiny_config(tmp_path, "learner-fault", max_restarts=1))
     killer.join(timeout=1)
     out = capsys.readouterr().out
     assert "lost an actor" in out and "restart 1 of --max-restarts 1" in out and "resumed from" in out
@@ -124,7 +122,7 @@ def test_a_learner_killed_mid_run_restarts_the_run_from_its_last_checkpoint(unfa
 
 
 @pytest.fixture(scope="module")
-def killed_mid_checkpoint(unfaulted, tiny_model, tmp_path_factory) -> Path:
+def killed_mid_checkpoint(unfaulted, tiny_config, tmp_path_factory) -> Path:
     """The unfaulted run as a kill during step 3's checkpoint leaves it: step-3.tmp half written (no rename
     yet), metrics.jsonl with a torn last line; then `--resume` of the same command."""
     output = tmp_path_factory.mktemp("killed")
@@ -137,7 +135,7 @@ def killed_mid_checkpoint(unfaulted, tiny_model, tmp_path_factory) -> Path:
     with (output / "metrics.jsonl").open("a") as handle:
         handle.write('{"run": "killed", "step": 4, "rew')
     assert latest_checkpoint(output).name == "step-2"
-    train(tiny_config(tiny_model, output, "killed", resume=True))
+    train(tiny_config(output, "killed", resume=True))
     return output
 
 

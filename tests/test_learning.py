@@ -12,12 +12,10 @@ import json
 import numpy as np
 import pytest
 import ray
-import torch
 
-from ray_effreason.config import LearnerConfig, LossConfig, ModelConfig, RewardConfig, RolloutConfig, TrainConfig
 from ray_effreason.driver import train
-from ray_effreason.tasks.synthetic import SyntheticArithmetic, write_examples
-from ray_effreason.tiny_reasoner import build_model, build_tokenizer, sft_train
+from ray_effreason.tasks.synthetic import SyntheticArithmetic
+from ray_effreason.tiny_reasoner import build_tokenizer
 
 pytestmark = pytest.mark.ray  # starts a Ray cluster
 
@@ -30,27 +28,12 @@ def ray_local():
 
 
 @pytest.mark.slow
-def test_rl_raises_reward_and_shortens_correct_answers(ray_local, tmp_path):
-    torch.manual_seed(0)
-    tokenizer = build_tokenizer()
-    model = build_model(tokenizer, seed=0)
-    train_task = SyntheticArithmetic(split="train", num_examples=24, levels=(1,), seed=0)
-    sft_train(model, tokenizer, train_task, steps=60, batch_size=32, lr=3e-3, seed=0, num_threads=2,
-              warmup_steps=10)
-    model_dir = tmp_path / "sft"
-    model.save_pretrained(model_dir)
-    tokenizer.save_pretrained(model_dir)
-    data = write_examples(train_task.examples, tmp_path / "level1.jsonl")
-
-    config = TrainConfig(
-        task="synthetic", task_path=str(data), output_dir=str(tmp_path / "rl"), max_prompts=24, steps=30,
-        save_every=30, seed=0, model=ModelConfig(model=str(model_dir), device="cpu"),
-        rollout=RolloutConfig(samples_per_prompt=8, prompts_per_step=8, max_new_tokens=48, max_prompt_tokens=64,
-                              generation_batch_size=64, generator_backend="transformers"),  # as measured
-        reward=RewardConfig(alpha=0.4, num_verifiers=1),
-        loss=LossConfig(kl_coef=1e-3),
-        learner=LearnerConfig(lr=5e-4, warmup_steps=0, zero_stage=0, train_batch_size=32, micro_batch_size=16,
-                              num_cpus_per_actor=1))
+def test_rl_raises_reward_and_shortens_correct_answers(ray_local, level_one_reasoner, cpu_train_config, tmp_path):
+    model_dir, data = level_one_reasoner  # the short SFT (conftest.py), shared with the comparison job test
+    config = cpu_train_config(
+        model_dir, tmp_path / "rl", task_path=str(data), max_prompts=24, steps=30, save_every=30, seed=0,
+        samples_per_prompt=8, prompts_per_step=8, max_new_tokens=48, generation_batch_size=64,  # as measured
+        alpha=0.4, kl_coef=1e-3, lr=5e-4, train_batch_size=32, micro_batch_size=16, num_cpus_per_actor=1)
     train(config)
     metrics = [json.loads(line) for line in (tmp_path / "rl" / "metrics.jsonl").read_text().splitlines()]
     first, last = metrics[:6], metrics[-6:]
@@ -58,7 +41,7 @@ def test_rl_raises_reward_and_shortens_correct_answers(ray_local, tmp_path):
     assert mean(last, "reward") > mean(first, "reward") + 0.1, [row["reward"] for row in metrics]
     # Redundant tokens (above the shortest correct trace, EOS counted on both sides) at least halve.
     floor = float(np.mean([example.min_tokens for example in
-                           SyntheticArithmetic(data, tokenizer=tokenizer).examples]))
+                           SyntheticArithmetic(data, tokenizer=build_tokenizer()).examples]))
     assert mean(last, "mean_tokens_correct") - floor < 0.5 * (mean(first, "mean_tokens_correct") - floor), \
         (floor, [row["mean_tokens_correct"] for row in metrics])
     assert mean(last, "accuracy") >= mean(first, "accuracy")

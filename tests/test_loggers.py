@@ -184,15 +184,13 @@ def ray_local():
 
 
 @pytest.mark.ray
-def test_two_step_training_run_writes_tensorboard_scalars_and_progress(ray_local, tiny_model, tmp_path, capfd):
+def test_two_step_training_run_writes_tensorboard_scalars_and_progress(ray_local, tiny_model, cpu_train_config,
+                                                                       tmp_path, capfd):
     from ray_effreason.driver import train
 
-    config = from_flat(TrainConfig, {
-        "task": "synthetic", "output_dir": str(tmp_path / "run"), "run_name": "tb-run", "max_prompts": 8,
-        "steps": 2, "save_every": 2, "seed": 0, "model": tiny_model, "device": "cpu",
-        "samples_per_prompt": 2, "prompts_per_step": 2, "max_new_tokens": 8, "max_prompt_tokens": 64,
-        "generator_backend": "transformers", "num_verifiers": 1, "zero_stage": 0, "train_batch_size": 4,
-        "micro_batch_size": 4, "warmup_steps": 0, "num_cpus_per_actor": 0.5, "loggers": "tensorboard"})
+    config = cpu_train_config(tiny_model, tmp_path / "run", run_name="tb-run", max_prompts=8, steps=2, save_every=2,
+                              seed=0, samples_per_prompt=2, prompts_per_step=2, max_new_tokens=8, train_batch_size=4,
+                              micro_batch_size=4, num_cpus_per_actor=0.5, loggers="tensorboard")
     train(config)
     found = scalars(tmp_path / "run" / "tensorboard")
     for name in ("reward", "accuracy", "mean_tokens", "max_tokens", "truncation_rate", "kl_to_ref", "alpha",
@@ -223,26 +221,23 @@ def test_evaluation_summary_goes_to_the_logger_and_shows_progress(ray_local, tin
 
 # ---------------------------------------------------------------- Prometheus via make monitor
 
-GCS_PORT, DASHBOARD_PORT, PROMETHEUS_PORT = 6493, 8468, 9393
+PROMETHEUS_PORT = 9393
 
 
 @pytest.mark.slow
 @pytest.mark.ray
 @pytest.mark.skipif(shutil.which("prometheus") is None,
                     reason="no prometheus binary (Debian/Ubuntu: apt-get install -y prometheus; .ci/run does)")
-def test_make_monitor_prometheus_returns_mean_tokens_of_a_named_run(tmp_path):
+def test_make_monitor_prometheus_returns_mean_tokens_of_a_named_run(local_head, tmp_path):
     from ray_effreason import local_cluster
 
-    temp_dir = f"/tmp/rayeff-test-{GCS_PORT}"  # its own head: never a Ray the user has running
-    local_cluster.stop(temp_dir)
-    local_cluster.start(DASHBOARD_PORT, num_cpus=2, gcs_port=GCS_PORT, temp_dir=temp_dir)
-    monitor = ["make", "--no-print-directory", "-C", str(REPO), "monitor", f"RAY_TEMP_DIR={temp_dir}",
+    monitor = ["make", "--no-print-directory", "-C", str(REPO), "monitor", f"RAY_TEMP_DIR={local_head.temp_dir}",
                f"PROMETHEUS_PORT={PROMETHEUS_PORT}", f"PROMETHEUS_DIR={tmp_path / 'prometheus'}"]
     # The driver's side, as in a job: connect to the head and log steps of a run named "monitored".
     driver = textwrap.dedent(f"""
         import time, ray
         from ray_effreason.run_log import RunLog
-        ray.init(address="127.0.0.1:{GCS_PORT}")
+        ray.init(address="127.0.0.1:{local_head.gcs_port}")
         log = RunLog({str(tmp_path / 'run')!r}, "monitored", alpha=0.2)
         for step in range(1, 200):
             log.step({{"step": step, "mean_tokens": 100.0 + step, "reward": 0.5}})
@@ -272,7 +267,6 @@ def test_make_monitor_prometheus_returns_mean_tokens_of_a_named_run(tmp_path):
             process.wait()
         subprocess.run([sys.executable, "-m", "ray_effreason.monitor", "stop", "--data-dir",
                         str(tmp_path / "prometheus")], cwd=REPO, check=False)
-        local_cluster.stop(temp_dir)
 
 
 def test_every_logger_name_is_documented():

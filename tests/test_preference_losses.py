@@ -114,7 +114,7 @@ def _learner(model_path, kl_coef):
 def ray_local():
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False, ignore_reinit_error=True)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, ignore_reinit_error=True)  # never a running Ray
     yield
     ray.shutdown()
 

@@ -9,10 +9,11 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from ray_effreason.answer_extraction import extract_last_boxed
 from ray_effreason.sympy_pool import SympyWorkerPool
 from ray_effreason.tasks import CHOICE_INSTRUCTION, MATH_INSTRUCTION, load_task
 from ray_effreason.tasks.base import DataError
-from ray_effreason.verifiers import check_math, extract_last_boxed
+from ray_effreason.verifiers import check_math
 
 
 def boxed(answer) -> str:

@@ -1,4 +1,5 @@
-"""Verbose reference traces: redundant lines that never change a value, lengths, the concise share."""
+"""Reference traces: redundant lines that never change a value, merged lines and direct answers that are still
+correct, lengths, the concise share."""
 
 import random
 
@@ -12,7 +13,10 @@ from ray_effreason.tasks.synthetic import (
     trace_steps,
 )
 from ray_effreason.tiny_reasoner import build_tokenizer
-from ray_effreason.tiny_traces import REDUNDANT_LINES, VerboseStyle, verbose_completion
+from ray_effreason.tiny_traces import REDUNDANT_LINES, VerboseStyle, trace_profile, verbose_completion
+from ray_effreason.verifiers import grade_math
+
+REDUNDANCY_ONLY = VerboseStyle(merge_probability=0.0, direct_probability=0.0)
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +33,7 @@ def test_redundant_lines_end_with_the_step_above_and_keep_step_lines(test_task):
     rng = random.Random(1)
     for example in test_task.examples[:100]:
         minimal_lines = minimal_completion(example).split("\n")
-        verbose_lines = verbose_completion(example, rng).split("\n")
+        verbose_lines = verbose_completion(example, rng, REDUNDANCY_ONLY).split("\n")
         extra = [index for index, line in enumerate(verbose_lines) if line.split(" ")[0].rstrip(",:") in
                  {"check", "so", "wait"}]
         assert [line for index, line in enumerate(verbose_lines) if index not in extra] == minimal_lines
@@ -40,9 +44,11 @@ def test_redundant_lines_end_with_the_step_above_and_keep_step_lines(test_task):
 
 def test_verbose_traces_average_over_twice_minimal_with_wide_spread(tokenizer, test_task):
     rng = random.Random(2)
-    verbose = count_tokens([verbose_completion(e, rng) for e in test_task.examples], tokenizer)
+    verbose = count_tokens([verbose_completion(e, rng, REDUNDANCY_ONLY) for e in test_task.examples], tokenizer)
     ratio = sum(verbose) / sum(e.min_tokens for e in test_task.examples)
     assert ratio >= 2.3
+    shortcuts = count_tokens([verbose_completion(e, rng) for e in test_task.examples], tokenizer)
+    assert sum(shortcuts) / sum(e.min_tokens for e in test_task.examples) >= 2.0  # the default style
     hardest = [n for n, e in zip(verbose, test_task.examples) if e.level == 6]
     mean = sum(hardest) / len(hardest)
     assert max(hardest) < 260 and min(hardest) < 0.7 * mean < 1.3 * mean < max(hardest)  # wide spread, bounded
@@ -57,9 +63,9 @@ def test_no_redundancy_style_gives_minimal_completion(test_task):
 def test_concise_share_of_verbose_traces(test_task):
     examples = [example for example in test_task.examples if example.level >= 3][:100]
     rng = random.Random(3)
-    always = VerboseStyle(concise_probability=1.0)
+    always = VerboseStyle(concise_probability=1.0, merge_probability=0.0, direct_probability=0.0)
     assert all(verbose_completion(example, rng, always) == minimal_completion(example) for example in examples)
-    default = VerboseStyle()
+    default = REDUNDANCY_ONLY
     draws = [verbose_completion(example, rng, default) == minimal_completion(example)
              for _ in range(10) for example in examples]
     # concise share plus the chance that every coin says stop: 0.1 + 0.9 * (1/6)^levels, >= 3 steps
@@ -79,3 +85,26 @@ def test_unknown_kind_or_bad_probability_raises_listing_valid():
         VerboseStyle(kinds=("ponder",))
     with pytest.raises(ValueError, match="concise_probability"):
         VerboseStyle(concise_probability=1.5)
+
+
+def test_every_trace_of_the_default_style_is_correct_and_shortcuts_appear_at_their_rates(test_task):
+    rng = random.Random(4)
+    style = VerboseStyle()
+    texts = [verbose_completion(example, rng, style) for _ in range(4) for example in test_task.examples]
+    assert all(grade_math(text, example.gold) for text, example in zip(texts, test_task.examples * 4))
+    profiles = [trace_profile(text) for text in texts]
+    direct = sum(profile["direct"] for profile in profiles) / len(profiles)
+    assert abs(direct - style.direct_probability) < 0.03
+    # a merged line covers two operations; merges happen only where two operations are left
+    lines = [profile for profile in profiles if not profile["direct"]]
+    merged_share = sum(p["merged"] for p in lines) / sum(p["lines"] for p in lines)
+    assert 0.1 < merged_share < 0.35
+
+
+def test_merged_lines_apply_two_operations_and_shorten_the_trace_below_min_tokens(tokenizer, test_task):
+    merged = VerboseStyle(redundancy_probability=0.0, merge_probability=1.0, direct_probability=0.0)
+    examples = [example for example in test_task.examples if example.level == 6][:20]
+    texts = [verbose_completion(example, random.Random(0), merged) for example in examples]
+    assert all(trace_profile(text) == {"direct": 0, "lines": 3, "merged": 3, "redundant": 0} for text in texts)
+    counts = count_tokens(texts, tokenizer)
+    assert all(count == example.min_tokens - 12 for count, example in zip(counts, examples))  # 4 tokens per merge

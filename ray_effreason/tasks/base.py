@@ -166,7 +166,7 @@ class Task:
     def grade(self, completion: str, example: Example, *, timeout_s: float = 5.0,
               extraction: str = "boxed") -> bool | None:
         """True/False, or None when the gold answer cannot be parsed. `timeout_s` bounds one grading
-        (--grade-timeout-s); `extraction` is where the answer is read from (verifiers.EXTRACTIONS)."""
+        (--grade-timeout-s); `extraction` is where the answer is read from (answer_extraction.EXTRACTIONS)."""
         raise NotImplementedError
 
     def __getstate__(self) -> dict[str, Any]:

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from ray_effreason.answer_extraction import extract_last_boxed
 from ray_effreason.tasks.base import Example, MathTask, example_id, load_examples, load_hf_rows, math_prompt
-from ray_effreason.verifiers import clean_answer, extract_last_boxed, too_complex
+from ray_effreason.verifiers import clean_answer, too_complex
 
 
 def gold_from_solution(solution: str) -> str | None:

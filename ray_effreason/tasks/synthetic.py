@@ -24,7 +24,11 @@ in a 200-entry table of the three tokens just before `=`; `a` is the last digit 
 follows, in the prompt, the last `op b` of the trace (an induction-head copy; that is why pairs do not
 repeat within a problem, and why the prompt spaces its operators, see `prompt_of`).
 
-Verbose traces (the tiny reasoner's SFT data, not a fact of the task) are written by tiny_traces.py.
+Only the boxed answer is graded, so a completion may take shortcuts: two operations on one line
+(`3+8-5=6`) or no thinking at all. `min_tokens` is the length of the minimal trace above, the careful
+floor (one operation per line); a shortcut trace can be shorter, and is wrong more often. The tiny
+reasoner's SFT traces (tiny_traces.py, not a fact of the task) mix careful lines, shortcuts and pure
+redundancy, so that RL has tokens to drop for free and tokens it can only buy with accuracy (issue 11).
 
 Splits. A quarter of each level's problems, chosen by a hash of the expression, are test problems;
 the rest are train problems, so the splits are disjoint by construction.
