@@ -220,6 +220,8 @@ def _family_label(entry: dict[str, Any]) -> str:
     if entry.get("target") is not None:
         alpha = entry.get("alpha")
         return f"target {entry['target']:g}" + ("" if alpha is None else f" (α→{alpha:.2f})")
+    if entry.get("aggregation") is not None:  # an alpha-0 control under a named loss aggregation
+        return f"α={entry['alpha']:g}, {entry['aggregation']}"
     return entry["name"] if entry.get("alpha") is None else f"α={entry['alpha']:g}"
 
 
@@ -236,7 +238,10 @@ def plot_family(entries: Sequence[dict[str, Any]], pareto_path: str | Path, leve
     from ray_effreason.evaluation import wilson_interval
 
     base = [entry for entry in entries if entry["name"] == "base"]
-    family = sorted((entry for entry in entries if entry["name"] != "base"), key=lambda entry: -entry["mean_tokens"])
+    # an alpha-0 control under another loss aggregation is its own point, not a step of the alpha curve
+    others = [*others, *(entry for entry in entries if entry.get("aggregation") is not None)]
+    family = sorted((entry for entry in entries if entry["name"] != "base" and entry.get("aggregation") is None),
+                    key=lambda entry: -entry["mean_tokens"])
     figure = Figure(figsize=(7.2, 5.0))
     axes = figure.add_subplot()
 

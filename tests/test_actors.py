@@ -32,6 +32,17 @@ def task():
     return SyntheticArithmetic(split="train", num_examples=32, seed=3)
 
 
+@pytest.fixture(scope="module")
+def generators(ray_local, tiny_model):
+    """Transformers generation workers of engine seeds 0, 1 and 2 (by seed), shared: generating changes nothing
+    in a worker but its RNG, which every request reseeds."""
+    remote = ray.remote(GenerationWorker).options(num_cpus=0.5)
+    workers = {seed: remote.remote(tiny_model, None, "transformers", "cpu", seed) for seed in (0, 1, 2)}
+    yield workers
+    for worker in workers.values():
+        ray.kill(worker)
+
+
 def make_requests(task, prompts: int, group: int, step: int = 0):
     return [SampleRequest(p * group + g, p, g, task.examples[p].prompt, sample_seed(7, step, p, g))
             for p in range(prompts) for g in range(group)]
@@ -129,10 +140,9 @@ def test_weight_sync_makes_generator_weights_equal_to_the_learner(ray_local, tin
     ray.util.remove_placement_group(actors.placement_group)
 
 
-def test_group_split_across_two_workers_gets_the_same_rewards_as_one_worker(ray_local, tiny_model, task):
-    remote = ray.remote(GenerationWorker).options(num_cpus=0.5)
-    one = GeneratorGroup([remote.remote(tiny_model, None, "transformers", "cpu", 0)])
-    two = GeneratorGroup([remote.remote(tiny_model, None, "transformers", "cpu", s) for s in (1, 2)])
+def test_group_split_across_two_workers_gets_the_same_rewards_as_one_worker(generators, task):
+    one = GeneratorGroup([generators[0]])
+    two = GeneratorGroup([generators[1], generators[2]])
     requests = make_requests(task, prompts=3, group=4)  # 12 samples: worker 1 gets 6, so prompt 1 is split
     by_one = one.generate(requests, SAMPLING)
     by_two = two.generate(requests, SAMPLING)
@@ -143,29 +153,22 @@ def test_group_split_across_two_workers_gets_the_same_rewards_as_one_worker(ray_
     correct = np.arange(12).reshape(3, 4) % 3 != 0  # a fixed pattern: the point is the grouping, not grading
     np.testing.assert_array_equal(length_penalized_rewards(correct, lengths[0], 0.2),
                                   length_penalized_rewards(correct, lengths[1], 0.2))
-    for group in (one, two):
-        for worker in group.workers:
-            ray.kill(worker)
 
 
-def test_generation_reports_truncation_and_eos(ray_local, tiny_model, task):
-    worker = ray.remote(GenerationWorker).options(num_cpus=0.5).remote(tiny_model, None, "transformers", "cpu", 0)
-    completions = ray.get(worker.generate.remote(make_requests(task, 2, 4), SAMPLING))
+def test_generation_reports_truncation_and_eos(generators, task):
+    completions = ray.get(generators[0].generate.remote(make_requests(task, 2, 4), SAMPLING))
     for completion in completions:
         assert completion.num_tokens == len(completion.token_ids) <= SAMPLING.max_new_tokens
         if completion.finish_reason == "length":
             assert completion.num_tokens == SAMPLING.max_new_tokens
         else:
             assert completion.finish_reason == "stop"
-    ray.kill(worker)
 
 
-def test_prompt_over_the_limit_is_an_error_naming_the_limit(ray_local, tiny_model, task):
-    worker = ray.remote(GenerationWorker).options(num_cpus=0.5).remote(tiny_model, None, "transformers", "cpu", 0)
+def test_prompt_over_the_limit_is_an_error_naming_the_limit(generators, task):
     tight = SamplingConfig(1.0, 1.0, 8, max_prompt_tokens=3)
     with pytest.raises(ray.exceptions.RayTaskError, match="max-prompt-tokens 3"):
-        ray.get(worker.generate.remote(make_requests(task, 1, 2), tight))
-    ray.kill(worker)
+        ray.get(generators[0].generate.remote(make_requests(task, 1, 2), tight))
 
 
 def test_lr_warmup_follows_hf_constant_with_warmup(ray_local, tiny_model):
