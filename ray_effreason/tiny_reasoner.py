@@ -200,7 +200,8 @@ def sft_train(model: Qwen2ForCausalLM, tokenizer: Any, task: SyntheticArithmetic
     Curriculum: the first `minimal_steps` steps use minimal traces, then traces of `practice_style`
     (default: `style`), and the last `calibration_steps` traces of `style`. A practice style with more
     shortcuts than `style` teaches the shortcut lines' harder lookups on more examples; the calibration
-    phase then sets how often the model takes them (its habits are `style`'s, its skills the practice's). Measured on 2 CPU threads: the step table (200 `a op b` entries) and the prompt look-up
+    phase then sets how often the model takes them (its habits are `style`'s, its skills the practice's).
+    Measured on 2 CPU threads: the step table (200 `a op b` entries) and the prompt look-up
     are learned in ~600 steps on dense minimal traces, at ~40% of a verbose step's cost, while on
     verbose traces alone they take over twice as many steps; the verbose phase then only has to add
     the redundant lines and longer contexts. Each step draws `batch_size` problems and a fresh trace
