@@ -248,15 +248,17 @@ def test_make_monitor_prometheus_returns_mean_tokens_of_a_named_run(local_head, 
         started = subprocess.run(monitor, capture_output=True, text=True, timeout=120)
         assert started.returncode == 0, started.stdout + started.stderr
         assert f"127.0.0.1:{PROMETHEUS_PORT}" in started.stdout
-        process = subprocess.Popen([sys.executable, "-c", driver], env=local_cluster.ray_environment(),
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        with (tmp_path / "driver.log").open("w") as driver_log:  # the child keeps its own descriptor
+            process = subprocess.Popen([sys.executable, "-c", driver], env=local_cluster.ray_environment(),
+                                       stdout=driver_log, stderr=subprocess.STDOUT)
         query = urllib.parse.quote(f'{prometheus_name("mean_tokens")}{{run="monitored"}}')
         deadline, result = time.time() + 120, []
         while time.time() < deadline and not result:
             time.sleep(2)
             with urllib.request.urlopen(f"http://127.0.0.1:{PROMETHEUS_PORT}/api/v1/query?query={query}") as answer:
                 result = json.load(answer)["data"]["result"]
-        assert result, "no ray_effreason_mean_tokens{run='monitored'} in Prometheus after 120 s"
+        assert result, ("no ray_effreason_mean_tokens{run='monitored'} in Prometheus after 120 s; the driver's log:\n"
+                        + (tmp_path / "driver.log").read_text()[-2000:])
         assert float(result[0]["value"][1]) > 100.0
         # Prometheus listens on 127.0.0.1 only
         listening = subprocess.run(["ss", "-ltn"], capture_output=True, text=True).stdout
