@@ -50,29 +50,18 @@ def profile(args: argparse.Namespace) -> None:
     import torch
     from transformers import AutoTokenizer, Qwen2ForCausalLM
 
-    from ray_effreason.tasks.base import render_prompt
+    from ray_effreason.tiny_reasoner import sample_tiny
     from ray_effreason.tiny_traces import trace_profile
-    from ray_effreason.verifiers import grade_math
 
     torch.set_num_threads(args.threads)
-    torch.manual_seed(args.seed)
     tokenizer = AutoTokenizer.from_pretrained(args.output)
     model = Qwen2ForCausalLM.from_pretrained(args.output).eval()
     test = SyntheticArithmetic(split="test", num_examples=args.examples, tokenizer=tokenizer)
     table: dict = collections.defaultdict(list)
-    for begin in range(0, len(test.examples), 100):
-        chunk = test.examples[begin:begin + 100]
-        prompts = tokenizer([render_prompt(example.prompt, tokenizer) for example in chunk], add_special_tokens=False,
-                            padding=True, padding_side="left", return_tensors="pt")
-        with torch.no_grad():
-            output = model.generate(**prompts, do_sample=True, temperature=args.temperature, top_k=0, top_p=1.0,
-                                    max_new_tokens=256)
-        for example, ids in zip(chunk, output[:, prompts["input_ids"].shape[1]:].tolist()):
-            ids = ids[:ids.index(tokenizer.eos_token_id) + 1] if tokenizer.eos_token_id in ids else ids
-            text = tokenizer.decode(ids, skip_special_tokens=True)
-            kind = trace_profile(text)
-            name = "direct" if kind["direct"] else ("merged" if kind["merged"] else "single")
-            table[(example.level, name)].append((grade_math(text, example.gold), len(ids), kind["redundant"]))
+    for record in sample_tiny(model, tokenizer, test.examples, temperature=args.temperature, seed=args.seed):
+        kind = trace_profile(record["text"])
+        name = "direct" if kind["direct"] else ("merged" if kind["merged"] else "single")
+        table[(record["level"], name)].append((record["correct"], record["num_tokens"]))
     for level in sorted({level for level, _ in table}):
         cells = []
         for name in ("single", "merged", "direct"):

@@ -254,10 +254,18 @@ def sft_train(model: Qwen2ForCausalLM, tokenizer: Any, task: SyntheticArithmetic
 
 # ---------------------------------------------------------------- evaluation
 
-@torch.no_grad()
 def evaluate_tiny(model: Qwen2ForCausalLM, tokenizer: Any, examples: Sequence[Example], temperature: float = 0.6,
                   max_new_tokens: int = 256, batch_size: int = 100, seed: int = 0) -> dict[str, Any]:
-    """Sample one completion per example -> evaluation.sample_metrics (accuracy, tokens, by_level, ...).
+    """Sample one completion per example -> evaluation.sample_metrics (accuracy, tokens, by_level, ...)."""
+    records = sample_tiny(model, tokenizer, examples, temperature, max_new_tokens, batch_size, seed)
+    # The same metrics (and names) as evaluation and the sweep: evaluation.sample_metrics.
+    return {**sample_metrics(records), "samples": [record["text"] for record in records[:3]]}
+
+
+@torch.no_grad()
+def sample_tiny(model: Qwen2ForCausalLM, tokenizer: Any, examples: Sequence[Example], temperature: float = 0.6,
+                max_new_tokens: int = 256, batch_size: int = 100, seed: int = 0) -> list[dict[str, Any]]:
+    """One graded completion per example, as evaluation records plus its `text`.
 
     Generated tokens count up to and including EOS (paper §4 `avg_tokens`); a completion without EOS
     counts `max_new_tokens` and is graded as it stands.
@@ -281,8 +289,7 @@ def evaluate_tiny(model: Qwen2ForCausalLM, tokenizer: Any, examples: Sequence[Ex
                             "finish_reason": "length" if eos_at is None else "stop", "extracted_answer": None,
                             "correct": grade_math(text, example.gold), "level": example.level,
                             "min_tokens": example.min_tokens, "text": text})
-    # The same metrics (and names) as evaluation and the sweep: evaluation.sample_metrics.
-    return {**sample_metrics(records), "samples": [record["text"] for record in records[:3]]}
+    return records
 
 
 # ---------------------------------------------------------------- the cached build
