@@ -23,6 +23,9 @@ class Sample:
     prompt_token_ids: list[int]
     token_ids: list[int]  # the completion, EOS included when generation stopped
     advantage: float  # one per sample (RLOO on the (B, G) rewards)
+    # The sampling policy's log-prob of each completion token (logits / temperature), when the generators
+    # returned them (--async-steps 1: the PPO ratio's old policy is the one that sampled, not the learner's).
+    logprobs: list[float] | None = None
 
 
 @dataclass
@@ -33,6 +36,7 @@ class MicroBatch:
     attention: torch.Tensor  # (b, T) long, 1 on real tokens
     mask: torch.Tensor  # (b, T-1) float, 1 where the predicted token is a completion token
     advantages: torch.Tensor  # (b,) float32
+    sampling_logprobs: torch.Tensor | None = None  # (b, T-1) Sample.logprobs on the mask, 0 elsewhere; or None
     old_logprobs: torch.Tensor | None = None  # (b, T-1) the policy before the update (PPO ratio)
     ref_logprobs: torch.Tensor | None = None  # (b, T-1) the frozen reference (KL); None without one
     token_advantages: torch.Tensor | None = None  # (b, T-1) what the loss sees (KL-penalized, whitened)
@@ -71,8 +75,27 @@ def micro_batches(samples: Sequence[Sample], size: int, pad_id: int) -> list[Mic
             prompt_len = len(sample.prompt_token_ids)
             mask[index, prompt_len - 1: prompt_len - 1 + len(sample.token_ids)] = 1.0
         advantages = torch.tensor([sample.advantage for sample in chunk], dtype=torch.float32)  # (b,)
-        batches.append(MicroBatch(input_ids=input_ids, attention=attention, mask=mask, advantages=advantages))
+        batches.append(MicroBatch(input_ids=input_ids, attention=attention, mask=mask, advantages=advantages,
+                                  sampling_logprobs=_sampling_logprobs(chunk, mask)))
     return batches
+
+
+def _sampling_logprobs(chunk: Sequence[Sample], mask: torch.Tensor) -> torch.Tensor | None:
+    """(b, T-1): each sample's Sample.logprobs at its completion positions; None unless every sample has them.
+
+    >>> mask = torch.tensor([[0.0, 1.0, 1.0], [1.0, 0.0, 0.0]])
+    >>> _sampling_logprobs([Sample([7, 8], [9, 10], 1.0, [-0.5, -1.5]), Sample([7], [9], 0.0, [-2.0])], mask).tolist()
+    [[0.0, -0.5, -1.5], [-2.0, 0.0, 0.0]]
+    """
+    if any(sample.logprobs is None for sample in chunk):
+        return None
+    values = torch.zeros_like(mask)
+    for index, sample in enumerate(chunk):
+        if len(sample.logprobs) != len(sample.token_ids):
+            raise ValueError(f"a sample has {len(sample.logprobs)} log-probs for {len(sample.token_ids)} tokens")
+        start = len(sample.prompt_token_ids) - 1
+        values[index, start:start + len(sample.token_ids)] = torch.tensor(sample.logprobs, dtype=values.dtype)
+    return values
 
 
 def preference_micro_batches(pairs: Sequence[tuple[Sample, Sample]], size: int, pad_id: int) -> list[MicroBatch]:

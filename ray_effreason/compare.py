@@ -9,7 +9,6 @@ This module holds the comparison's facts and its report, pure (no Ray, no I/O bu
     comparison_table   the rows as markdown (comparison.md)
     plot_comparison    accuracy vs tokens, one colour per method, 95% Wilson intervals, the joint Pareto
                        front over all models (comparison.png)
-    budget_prompt      the prompt_budget method's evaluation prompt (the rebuttal's wording, PAPER.md §9)
 
 and the pipeline of jobs/compare.py (`run_comparison`, Ray): RL members through sweep.train_family, SFT / DPO
 members as `jobs/train_offline.py` jobs (offline_methods.py) submitted alongside, one evaluation, the cutoff and
@@ -19,7 +18,9 @@ Kinds: "rl" a --reward of the RL loop (driver.py; trained as sweep.train_family 
 per model); "cutoff" the base model evaluated with a forced answer at a token budget (no training);
 "sft" / "dpo" the learner group's objectives on graded samples of the base (offline_methods.py, one Ray job per
 model, `jobs/train_offline.py`); "prompt" the base model with the budget stated in the evaluation prompt
-(TALE-style, the rebuttal's wording: `budget_prompt`; no training).
+(TALE-style, the rebuttal's wording: budget_prompts.WORDINGS["tale"], through EvalConfig.prompt_budget; no
+training). l1_max models are evaluated as L1 evaluates them: the knob's budget stated in every prompt in L1's
+wording (what they were trained to read), the generation budget unchanged.
 
 Token-valued knobs are given as fractions of the run's --max-new-tokens, so one table serves the tiny
 reasoner (256 tokens) and the paper's models (32,000).
@@ -186,43 +187,6 @@ def _method(name: str) -> Method:
     return METHODS[name]
 
 
-# ---------------------------------------------------------------- the budget stated in the prompt
-
-# PAPER.md §9, the rebuttal's prompt for R1-Distill: "Please think step by step and answer in less than X tokens.
-# Question: {question} Answer:". Written around the task's own user message (a math task's keeps its \\boxed{}
-# instruction inside; the synthetic task's is the bare problem).
-PROMPT_BUDGET_TEMPLATE = "Please think step by step and answer in less than {budget} tokens. Question: {prompt} Answer:"
-
-
-def budget_prompt(prompt: str, budget: int) -> str:
-    """The evaluation prompt of `prompt_budget` at `budget` tokens.
-
-    >>> budget_prompt("Compute (3 + 8) mod 10.", 64)
-    'Please think step by step and answer in less than 64 tokens. Question: Compute (3 + 8) mod 10. Answer:'
-    """
-    return PROMPT_BUDGET_TEMPLATE.format(budget=int(budget), prompt=prompt)
-
-
-# Where the budget enters the evaluation: the evaluation's prompt is Example.prompt of the task it loads by name
-# (eval_runner.load_tasks), so the least invasive place is the data: the base is evaluated on a copy of the task's
-# problems (same ids, hence the same sample seeds and problems as every other row) whose prompts state the budget,
-# read back through --task-path. Only the synthetic task reads whole prompts from a file (its rows hold `prompt`);
-# the other tasks build the prompt from their own row format, so there prompt_budget is reported as not run
-# (an EvalConfig knob applied in eval_runner.load_tasks would be the general way; not written).
-PROMPT_BUDGET_TASKS = ("synthetic",)
-
-
-def write_budget_task(task: Any, budget: int, path: str | Path) -> Path:
-    """`task`'s examples with the budget in their prompts, as JSONL the synthetic task reads (`--task-path`)."""
-    from dataclasses import replace
-
-    from ray_effreason.tasks.synthetic import write_examples
-
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    return write_examples([replace(example, prompt=budget_prompt(example.prompt, budget))
-                           for example in task.examples], path)
-
-
 # ---------------------------------------------------------------- the pipeline (jobs/compare.py)
 
 TRAINED_KINDS = ("rl", "sft", "dpo")  # a Ray job per model, then evaluated; "cutoff" and "prompt" evaluate the base
@@ -322,9 +286,8 @@ def run_comparison(config: CompareConfig, dashboard_url: str) -> dict[str, Any]:
 
     from ray.job_submission import JobSubmissionClient
 
-    from ray_effreason.eval_runner import evaluate, task_data_path
+    from ray_effreason.eval_runner import evaluate
     from ray_effreason.sweep import build_base, family_eval_config, train_family
-    from ray_effreason.tasks import load_task
 
     sweep = replace(config.sweep, output_dir=str(Path(config.sweep.output_dir).resolve()))
     config = replace(config, sweep=sweep)
@@ -340,11 +303,6 @@ def run_comparison(config: CompareConfig, dashboard_url: str) -> dict[str, Any]:
     base = build_base(sweep)
     eval_config = family_eval_config(sweep, (base,), ("base",), output_dir / "eval")
     task = eval_config.tasks[0]
-    not_run = {}
-    if "prompt_budget" in config.methods and eval_config.tasks != PROMPT_BUDGET_TASKS:
-        not_run["prompt_budget"] = (f"the budget goes into the evaluation prompts through a task file, which only "
-                                    f"{', '.join(PROMPT_BUDGET_TASKS)} reads (compare.PROMPT_BUDGET_TASKS); "
-                                    f"evaluated here: {', '.join(eval_config.tasks)}")
     # ------------------------------------------------------------------ 2. train (in parallel: offline jobs first)
     client = JobSubmissionClient(f"http://{dashboard_url}")
     offline = train_offline_members(config, of_kind("sft", "dpo"), base, client, output_dir)
@@ -353,8 +311,11 @@ def run_comparison(config: CompareConfig, dashboard_url: str) -> dict[str, Any]:
     # ------------------------------------------------------------------ 3. evaluate
     trained = of_kind(*TRAINED_KINDS)
     finals = {m.name: (output_dir / m.name / "final_checkpoint").read_text().strip() for m in trained}
-    labels = {"base": {"method": "base", "knob": None, "value": None}, **{m.name: m.labels for m in trained}}
-    eval_config = replace(eval_config, models=(base, *finals.values()), names=("base", *finals))
+    l1_members = [m for m in trained if m.overrides.get("reward") == "l1_max"]  # evaluated with their budget, below
+    plain = [m for m in trained if m not in l1_members]
+    labels = {"base": {"method": "base", "knob": None, "value": None}, **{m.name: m.labels for m in plain}}
+    eval_config = replace(eval_config, models=(base, *(finals[m.name] for m in plain)),
+                          names=("base", *(m.name for m in plain)))
     summary = evaluate(eval_config, labels=labels)
     rows = comparison_rows(summary, labels, task)
     for member in of_kind("cutoff"):
@@ -364,21 +325,23 @@ def run_comparison(config: CompareConfig, dashboard_url: str) -> dict[str, Any]:
                          rollout=replace(eval_config.rollout, max_new_tokens=int(member.labels["value"])))
         rows += comparison_rows(evaluate(cutoff, labels={member.name: member.labels}),
                                 {member.name: member.labels}, task)
-    for member in of_kind("prompt") if "prompt_budget" not in not_run else []:
-        # the base on the same problems, the budget stated in each prompt (write_budget_task); generation budget
-        # unchanged: the prompt asks, nothing enforces
-        run_dir = output_dir / "eval-prompt" / member.name
-        problems = write_budget_task(load_task(task, path=task_data_path(eval_config, task)),
-                                     int(member.labels["value"]), run_dir / "problems.jsonl")
+    for member in of_kind("prompt"):
+        # the base on the same problems with the budget stated in each prompt; generation budget unchanged: the
+        # prompt asks, nothing enforces
         prompted = replace(eval_config, models=(base,), names=(member.name,), base_model=member.name,
-                           task_path=str(problems), output_dir=str(run_dir))
+                           prompt_budget=int(member.labels["value"]), budget_wording="tale",
+                           output_dir=str(output_dir / "eval-prompt" / member.name))
         rows += comparison_rows(evaluate(prompted, labels={member.name: member.labels}),
+                                {member.name: member.labels}, task)
+    for member in l1_members:
+        # L1's protocol: the budget the model was trained to read, in its wording (its knob: the largest budget)
+        stated = replace(eval_config, models=(finals[member.name],), names=(member.name,), base_model=member.name,
+                         prompt_budget=int(member.labels["value"]), budget_wording="l1",
+                         output_dir=str(output_dir / "eval-l1" / member.name))
+        rows += comparison_rows(evaluate(stated, labels={member.name: member.labels}),
                                 {member.name: member.labels}, task)
     # ------------------------------------------------------------------ 4. report
     paths = write_comparison(rows, output_dir)
-    if not_run:
-        with paths["md"].open("a") as handle:
-            handle.write("\n" + "\n".join(f"Not run: {name}: {why}" for name, why in not_run.items()) + "\n")
     print(paths["md"].read_text(), flush=True)
     print(f"comparison: {paths['json']}\ntable: {paths['md']}\nplot: {paths['png']}", flush=True)
-    return {"rows": rows, "not_run": not_run, "paths": {key: str(path) for key, path in paths.items()}}
+    return {"rows": rows, "paths": {key: str(path) for key, path in paths.items()}}

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from ray_effreason.advantages import ADVANTAGE_ESTIMATORS
 from ray_effreason.alpha_controller import ControllerConfig
 from ray_effreason.answer_extraction import EXTRACTIONS
+from ray_effreason.budget_prompts import WORDINGS
 from ray_effreason.config_tree import check_choice, check_positive, nested, option, split_list
 from ray_effreason.devices import DEVICES
 from ray_effreason.losses import AGGREGATIONS, KL_ESTIMATORS
@@ -60,6 +61,7 @@ class SamplingConfig:
     max_new_tokens: int
     max_prompt_tokens: int
     prompt_template: str = "chat"
+    logprobs: bool = False  # return each sampled token's log-prob under the sampling distribution (Completion)
 
 
 @dataclass(frozen=True)
@@ -91,10 +93,10 @@ class RolloutConfig:
         if not 0 < self.top_p <= 1:
             raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
 
-    def sampling(self, max_new_tokens: int | None = None) -> SamplingConfig:
+    def sampling(self, max_new_tokens: int | None = None, logprobs: bool = False) -> SamplingConfig:
         """The per-call sampling settings (`max_new_tokens` overrides the budget, e.g. for a forced answer)."""
         return SamplingConfig(self.temperature, self.top_p, max_new_tokens or self.max_new_tokens,
-                              self.max_prompt_tokens, self.prompt_template)
+                              self.max_prompt_tokens, self.prompt_template, logprobs)
 
 
 @dataclass(frozen=True)
@@ -214,6 +216,8 @@ class TrainConfig:
     drop_long_prompts: bool = option(False, "drop (and count) training prompts over max_prompt_tokens instead of "
                                             "failing before step 0 with their row ids")
     seed: int = option(42, "seed for data order, sampling and initialization (the paper: 42)")
+    async_steps: int = option(0, "1: one-step-off pipelining, the generators sample step t+1 (with step t's "
+                                 "weights) while the learner updates on step t; 0: sequential, as the paper")
     resume: bool = option(False, "continue from the last checkpoint in output_dir")
     max_restarts: int = option(2, "times a run that loses an actor (a learner rank; a generation worker or "
                                   "verifier out of Ray restarts) is restarted from its last checkpoint")
@@ -231,6 +235,8 @@ class TrainConfig:
         object.__setattr__(self, "loggers", split_list(self.loggers))  # "a,b" from the command line
         _check_loggers("loggers", self.loggers)
         check_positive(self, "max_prompts", "save_every", "keep_checkpoints", "steps")
+        if self.async_steps not in (0, 1):
+            raise ValueError(f"async_steps must be 0 (sequential) or 1 (one step off), got {self.async_steps}")
         if self.max_restarts < 0:
             raise ValueError(f"max_restarts must be >= 0, got {self.max_restarts}")
         samples = self.rollout.prompts_per_step * self.rollout.samples_per_prompt
@@ -289,6 +295,10 @@ class EvalConfig:
     force_answer: bool = option(False, "generation-cutoff baseline: continue truncated samples with "
                                        "'</think> Final answer: \\boxed{' and grade that")
     forced_answer_tokens: int = option(32, "token budget of a forced answer's continuation")
+    prompt_budget: int | None = option(None, "state a budget of N tokens in every prompt (the prompted-budget "
+                                             "baseline, L1 models); generation is not cut at it")
+    budget_wording: str = option("tale", " | ".join(WORDINGS) + ": how --prompt-budget is stated "
+                                 "(budget_prompts.py)")
     base_model: str | None = option(None, "model the relative metrics are computed against; none: the first")
     batch_size: int = option(100, "problems per generate call: records are appended after each")
     seed: int = option(0, "seed of every sample's seed (the paper sets none)")
@@ -315,7 +325,8 @@ class EvalConfig:
         if self.task_path is not None and len(self.tasks) != 1:
             raise ValueError(f"task_path needs exactly one task in tasks, got {list(self.tasks)}")
         parse_samples(self.samples, self.tasks)  # a bad value fails here; `samples_per_task` is the parsed one
-        check_positive(self, "forced_answer_tokens", "batch_size", "limit")
+        check_positive(self, "forced_answer_tokens", "batch_size", "limit", "prompt_budget")
+        check_choice("budget_wording", self.budget_wording, WORDINGS)
 
     @property
     def samples_per_task(self) -> dict[str, int]:

@@ -4,7 +4,8 @@
                    with --resume: the last checkpoint (weights, optimizer, step, data order)
     per rollout step:
     1. prompts     B prompts in a seeded per-epoch order (the same order after a resume)
-    2. generate    B*G sample requests, each with its own seed, spread over the generation workers
+    2. generate    B*G sample requests, each with its own seed, spread over the generation workers; with
+                   --async-steps 1 the next step's requests go out now and are sampled during 3-6
     3. grade       the verifier pool; truncated samples (no EOS) are not correct
     4. reward      length_penalized_rewards on (B, G): mean/std over each prompt's correct samples; with a
                    token budget or an accuracy floor, alpha is the controller's (alpha_controller.py);
@@ -12,7 +13,8 @@
     5. advantages  RLOO on (B, G) (no per-group std scaling: it would cancel alpha)
     6. update      the learner group: old/ref log-probs, token-level PPO-clip, k1 KL in the reward,
                    optimizer_steps = B*G / train_batch_size steps (the paper: 2)
-    7. sync        learner rank 0 broadcasts the new weights to every generation worker
+    7. sync        learner rank 0 broadcasts the new weights to every generation worker (one step off: once
+                   the next step's samples are in, so they come from one policy, one update behind)
     8. log         metrics.jsonl, the job log, Ray dashboard metrics, a sample of rollouts to parquet;
                    the controller updates alpha for the next step
     9. checkpoint  every save_every steps: HF weights + DeepSpeed state + driver state (step, config,
@@ -39,7 +41,7 @@ from typing import Any
 import numpy as np
 import ray
 
-from ray_effreason.actors.generator import SampleRequest
+from ray_effreason.actors.generator import PendingGeneration, SampleRequest
 from ray_effreason.actors.launch import (
     cluster_device,
     init_weight_sync,
@@ -195,7 +197,7 @@ def _train_once(config: TrainConfig, cleanup: contextlib.ExitStack) -> Path:
         actors.learners.load_checkpoint(str(resumed_from))
     specs = init_weight_sync(actors, config.rollout)
     rejoin = functools.partial(rejoin_weight_sync, actors, config.rollout, specs)  # after a generator restart
-    sampling = config.rollout.sampling()
+    sampling = config.rollout.sampling(logprobs=config.async_steps > 0)  # one step off: the old policy's
     B, G = config.rollout.prompts_per_step, config.rollout.samples_per_prompt
     optimizer_steps = B * G // config.learner.train_batch_size
     controller = (AlphaController(config.controller, config.reward.alpha, controller_state)
@@ -205,21 +207,29 @@ def _train_once(config: TrainConfig, cleanup: contextlib.ExitStack) -> Path:
              + f", steps {start_step}->{config.num_steps}"
              + (f", resumed from {resumed_from}" if resumed_from else ""))
 
-    checkpoint = resumed_from
-    for step in range(start_step, config.num_steps):
-        clock = PhaseClock()
-        lap, timings = clock.lap, clock.timings
-
-        # ------------------------------------------------------------------ 1. prompts
+    def launch(step: int) -> tuple[list[Any], Any, PendingGeneration]:
+        """Steps 1 and 2 of `step`: its prompts, and its requests sent to the generation workers."""
         batch = [examples[index] for index in prompt_indices(len(examples), B, step, config.seed)]
         batch, budgets = prompt_budgets(config.reward, batch, (config.seed, step))  # l1_max: budget in the prompt
         requests = [SampleRequest(p * G + g, p, g, batch[p].prompt, sample_seed(config.seed, "train", step, p, g))
                     for p in range(B) for g in range(G)]
-        # ------------------------------------------------------------------ 2. generate
         # a worker that dies is restarted by Ray, re-joined (`rejoin`), and only its requests are re-issued
-        completions = sorted(actors.generators.generate(requests, sampling, rejoin=rejoin),
-                             key=lambda c: c.request_id)
-        lap("generate")
+        return batch, budgets, actors.generators.submit(requests, sampling, rejoin=rejoin)
+
+    checkpoint, ahead = resumed_from, None  # ahead: --async-steps 1, the next step's samples in flight
+    for step in range(start_step, config.num_steps):
+        clock = PhaseClock()
+        lap, timings = clock.lap, clock.timings
+
+        # ------------------------------------------------------------------ 1. prompts, 2. generate
+        staleness = 1 if ahead is not None else 0  # weight updates between the sampling policy and this update
+        batch, budgets, generation = ahead if ahead is not None else launch(step)
+        completions = sorted(generation.result(), key=lambda c: c.request_id)
+        lap("generate")  # with --async-steps 1: only what is left of it once the previous update is done
+        # One step off (verl's one_step_off_policy): the next step samples with these weights while this step
+        # grades and updates; the PPO ratio's old policy is then the sampling one (batching.Sample.logprobs).
+        # After a resume the first step samples with the checkpoint's weights (the pipeline restarts).
+        ahead = launch(step + 1) if config.async_steps and step + 1 < config.num_steps else None
         # ------------------------------------------------------------------ 3. grade
         grades = actors.verifiers.grade([c.text for c in completions], [batch[c.prompt_index] for c in completions],
                                         [c.finish_reason for c in completions])
@@ -233,11 +243,14 @@ def _train_once(config: TrainConfig, cleanup: contextlib.ExitStack) -> Path:
         advantages = compute_advantages(config.loss.advantage, rewards)  # (B, G)
         # ------------------------------------------------------------------ 6. update
         samples = [Sample(prompt_token_ids=c.prompt_token_ids, token_ids=c.token_ids,
-                          advantage=float(advantages.flat[c.request_id])) for c in completions]
+                          advantage=float(advantages.flat[c.request_id]), logprobs=c.logprobs) for c in completions]
         order = np.random.default_rng([config.seed, step, 1]).permutation(len(samples))  # minibatch shuffle
         learner_metrics = actors.learners.train([samples[index] for index in order], optimizer_steps)
         lap("update")
         # ------------------------------------------------------------------ 7. sync
+        if ahead is not None:  # the workers finish the next step's samples with the old weights first
+            ahead[2].result()
+            lap("generate_next")
         sync_weights(actors, specs)
         lap("sync")
         # ------------------------------------------------------------------ 8. log
@@ -247,7 +260,9 @@ def _train_once(config: TrainConfig, cleanup: contextlib.ExitStack) -> Path:
             metrics.update(controller.metrics())
         metrics.update(learner_metrics)
         metrics.update(timings)
+        metrics["staleness"] = float(staleness)
         metrics["tokens_per_second"] = float(num_tokens.sum()) / max(timings["time/generate"], 1e-9)
+        metrics["step_tokens_per_second"] = float(num_tokens.sum()) / max(sum(timings.values()), 1e-9)
         log.step(metrics)
         log.rollouts(step + 1, completions[: config.rollouts_logged], grades, rewards, advantages, batch)
         # ------------------------------------------------------------------ 9. checkpoint

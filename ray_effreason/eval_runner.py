@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 import ray
 
 from ray_effreason.answer_extraction import extract_last_boxed
+from ray_effreason.budget_prompts import with_budget
 from ray_effreason.config import EvalConfig
 from ray_effreason.config_tree import flat_fields, to_dict
 from ray_effreason.evaluation import append_records, completed_keys, read_records
@@ -59,7 +60,7 @@ RECORDS = "records.parquet"
 SETTINGS = "generation.json"
 # What a record depends on besides (model, task, problem, sample): a resume must keep these (flat names).
 GENERATION_SETTINGS = ("max_new_tokens", "temperature", "top_p", "force_answer", "forced_answer_tokens", "seed",
-                       "tokenizer", "max_prompt_tokens")
+                       "tokenizer", "max_prompt_tokens", "prompt_budget", "budget_wording")
 _HUB_ID = re.compile(r"^[\w.-]+(/[\w.-]+)?$")  # "org/name" or "name"
 
 
@@ -128,6 +129,8 @@ def load_tasks(config: EvalConfig, tokenizer: Any | None = None) -> dict[str, Ta
     for name in config.tasks:
         options = {"tokenizer": tokenizer} if name == "synthetic" and tokenizer is not None else {}
         task = load_task(name, path=task_data_path(config, name), **options)
+        if config.prompt_budget is not None:  # the prompted-budget baseline, L1 models: the budget in every prompt
+            task.examples = with_budget(task.examples, config.prompt_budget, config.budget_wording)
         ids = Counter(example.id for example in task.examples)
         repeated = [problem_id for problem_id, count in ids.items() if count > 1]
         if repeated:
@@ -147,7 +150,9 @@ def check_settings(config: EvalConfig, output_dir: Path) -> None:
     path = output_dir / SETTINGS
     if path.is_file():
         saved = json.loads(path.read_text(encoding="utf-8"))
-        changed = [name for name in GENERATION_SETTINGS if saved.get(name) != settings[name]]
+        defaults = flat_fields(EvalConfig())  # a setting added since the dir was written had its default there
+        saved = {name: saved.get(name, defaults[name]) for name in GENERATION_SETTINGS}
+        changed = [name for name in GENERATION_SETTINGS if saved[name] != settings[name]]
         if changed:
             raise ValueError(f"--output-dir {output_dir} holds records made with other settings: "
                              + ", ".join(f"--{name.replace('_', '-')} {saved.get(name)!r} (now {settings[name]!r})"

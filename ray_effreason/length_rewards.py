@@ -175,17 +175,15 @@ def pass_rate_rewards(correct: np.ndarray, num_tokens: np.ndarray, alpha: float)
 
 # ---------------------------------------------------------------- the budget written in the prompt (L1)
 
-# L1's wording, appended to the user message (cmu-l3/l1, scripts/data/deepscaler_dataset.py).
-L1_BUDGET_INSTRUCTION = "Think for maximum {} tokens."
-
-
 def budget_prompt(prompt: str, budget: int) -> str:
-    """The user message with L1's budget sentence appended.
+    """The user message with L1's budget sentence appended (budget_prompts.WORDINGS["l1"]).
 
     >>> budget_prompt("Compute (3 + 8) mod 10.", 120)
     'Compute (3 + 8) mod 10. Think for maximum 120 tokens.'
     """
-    return f"{prompt} {L1_BUDGET_INSTRUCTION.format(int(budget))}"
+    from ray_effreason.budget_prompts import state_budget
+
+    return state_budget(prompt, budget, "l1")
 
 
 def with_budgets(examples: Sequence[Any], low: int, high: int, seed: Sequence[int]) -> tuple[list[Any], np.ndarray]:

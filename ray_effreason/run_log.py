@@ -20,7 +20,8 @@ from ray_effreason.progress import Progress
 DASHBOARD_METRICS = ("alpha", "reward", "accuracy", "mean_tokens", "max_tokens", "truncation_rate", "kl_to_ref",
                      "controller/ema_tokens", "controller/target_tokens", "controller/token_violation",
                      "controller/accuracy_slack",
-                     "clip_fraction", "tokens_per_second", "time/generate", "time/grade", "time/update", "time/sync")
+                     "clip_fraction", "tokens_per_second", "step_tokens_per_second", "staleness",
+                     "time/generate", "time/grade", "time/update", "time/sync")
 # Ray exports an application metric named N as `ray_N`: gauges named effreason_* are ray_effreason_* in Prometheus.
 GAUGE_PREFIX = "effreason_"
 

@@ -103,8 +103,8 @@ def test_scaled_down_comparison_runs_as_ray_jobs_and_resumes(local_head, level_o
     for name in ("sft_shortest-4", "dpo-0.05"):  # an HF checkpoint the evaluation loaded
         assert (output / name / "final_checkpoint").read_text().strip() == str(output / name / "model")
         assert list((output / name / "model").glob("*.safetensors"))
-    stated = json.loads((output / "eval-prompt" / "prompt_budget-12" / "problems.jsonl").open().readline())
-    assert "answer in less than 12 tokens" in stated["prompt"]
+    stated = json.loads((output / "eval-prompt" / "prompt_budget-12" / "generation.json").read_text())
+    assert (stated["prompt_budget"], stated["budget_wording"]) == (12, "tale")
     assert (output / "comparison.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     again = local_head.submit("jobs/compare.py", *flags)
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-2000:]

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from ray_effreason.cli import config_parser, parse_config, to_arguments
-from ray_effreason.compare import CompareConfig, budget_prompt, method_members, offline_config, write_budget_task
+from ray_effreason.compare import CompareConfig, method_members, offline_config
 from ray_effreason.config_tree import from_flat
 from ray_effreason.offline_methods import (
     OFFLINE_METHODS,
@@ -14,8 +14,6 @@ from ray_effreason.offline_methods import (
     preference_pairs,
     shortest_correct,
 )
-from ray_effreason.tasks import load_task
-from ray_effreason.tasks.synthetic import expression_of
 
 # ---------------------------------------------------------------- SFT: the shortest correct
 
@@ -111,17 +109,3 @@ def test_compare_members_are_offline_jobs_whose_flags_rebuild_them(name, tmp_pat
         parsed, _ = parse_config(config_parser(OfflineTrainConfig, doc, PRESETS), OfflineTrainConfig,
                                  to_arguments(config), PRESETS)
         assert parsed == config
-
-
-# ---------------------------------------------------------------- prompt_budget's evaluation prompts
-
-
-def test_budget_task_keeps_the_problems_and_states_the_budget(tmp_path):
-    task = load_task("synthetic")
-    path = write_budget_task(task, 64, tmp_path / "problems.jsonl")
-    budgeted = load_task("synthetic", path=path)
-    assert [e.id for e in budgeted.examples] == [e.id for e in task.examples]  # same ids: same sample seeds
-    for plain, stated in zip(task.examples[:20], budgeted.examples):
-        assert stated.prompt == budget_prompt(plain.prompt, 64)
-        assert "answer in less than 64 tokens" in stated.prompt
-        assert (stated.gold, stated.level, expression_of(stated)) == (plain.gold, plain.level, expression_of(plain))

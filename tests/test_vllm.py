@@ -122,6 +122,28 @@ def test_vllm_seeded_samples_do_not_depend_on_batch_order_or_worker(workers, tas
     assert [c.request_id for c in first] == [r.request_id for r in requests]
 
 
+def test_vllm_logprobs_are_the_sampling_distributions_and_leave_samples_alone(workers, task, tiny_model):
+    # --async-steps 1 trains on them as the PPO ratio's old policy: they must be log softmax(logits / T) of the
+    # weights that sampled (here the tiny model's, before any sync in this module), not the raw logits'.
+    from dataclasses import replace
+
+    from transformers import AutoModelForCausalLM
+
+    requests = make_requests(task, prompts=2, group=2)
+    sampling = replace(SAMPLING, temperature=0.7)
+    plain = ray.get(workers["in_process"].generate.remote(requests, sampling))
+    scored = ray.get(workers["in_process"].generate.remote(requests, replace(sampling, logprobs=True)))
+    assert token_ids(scored) == token_ids(plain) and all(c.logprobs is None for c in plain)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32).eval()
+    for completion in scored:
+        ids = completion.prompt_token_ids + completion.token_ids
+        with torch.no_grad():
+            logits = model(torch.tensor([ids])).logits[0, len(completion.prompt_token_ids) - 1:-1] / 0.7
+        expected = logits.log_softmax(-1).gather(-1, torch.tensor(completion.token_ids)[:, None]).squeeze(-1)
+        assert len(completion.logprobs) == completion.num_tokens
+        assert torch.allclose(torch.tensor(completion.logprobs), expected, atol=1e-3)
+
+
 def test_vllm_group_split_across_two_workers_gets_the_same_rewards_as_one_worker(workers, task):
     requests = make_requests(task, prompts=3, group=4)  # 12 samples: each worker gets 6, so prompt 1 is split
     by_one = GeneratorGroup([workers["in_process"]]).generate(requests, SAMPLING)

@@ -53,6 +53,7 @@ class Completion:
     text: str
     num_tokens: int
     finish_reason: str  # "stop" | "length"
+    logprobs: list[float] | None = None  # per token, the sampling distribution's (SamplingConfig.logprobs)
 
 
 class SeededGumbelSampler:
@@ -62,9 +63,13 @@ class SeededGumbelSampler:
     a per-sample generator makes each row's draws independent of batch composition.
     """
 
-    def __init__(self, seeds: list[int], temperature: float, top_p: float, device: torch.device):
+    def __init__(self, seeds: list[int], temperature: float, top_p: float, device: torch.device,
+                 logprobs: bool = False):
         self.generators = [torch.Generator(device=device).manual_seed(seed) for seed in seeds]
         self.temperature, self.top_p = temperature, top_p
+        # With `logprobs`: per step, (B,) log-probs of the token each row samples, under the distribution it is
+        # sampled from (softmax of logits / T after top-p; vLLM's "processed_logprobs").
+        self.step_logprobs: list[torch.Tensor] | None = [] if logprobs else None
 
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:  # noqa: ARG002 (HF's signature)
         logits = scores.float() / self.temperature  # (B, V)
@@ -76,7 +81,15 @@ class SeededGumbelSampler:
         vocab = logits.shape[-1]
         uniform = torch.stack([torch.rand(vocab, generator=g, device=logits.device) for g in self.generators])
         gumbel = -torch.log(-torch.log(uniform.clamp(1e-10, 1.0 - 1e-10)))
-        return logits + gumbel
+        noisy = logits + gumbel  # (B, V): greedy decoding takes its argmax
+        if self.step_logprobs is not None:
+            chosen = noisy.argmax(dim=-1, keepdim=True)  # (B, 1)
+            self.step_logprobs.append(logits.log_softmax(dim=-1).gather(-1, chosen).squeeze(-1).cpu())
+        return noisy
+
+    def row_logprobs(self, row: int, length: int) -> list[float]:
+        """The first `length` sampled tokens' log-probs of row `row`."""
+        return [float(step[row]) for step in self.step_logprobs[:length]]
 
 
 def tokenize_prompts(tokenizer: Any, prompts: list[str], max_prompt_tokens: int,
@@ -116,10 +129,10 @@ class TransformersBackend:
 
     @torch.no_grad()
     def generate(self, prompt_ids: list[list[int]], seeds: list[int], sampling: SamplingConfig,
-                 batch_size: int) -> list[tuple[list[int], str]]:
+                 batch_size: int) -> list[tuple[list[int], str, list[float] | None]]:
         from transformers import GenerationConfig, LogitsProcessorList
 
-        results: list[tuple[list[int], str]] = []
+        results: list[tuple[list[int], str, list[float] | None]] = []
         eos = self.tokenizer.eos_token_id
         config = GenerationConfig(do_sample=False, max_new_tokens=sampling.max_new_tokens, eos_token_id=eos,
                                   pad_token_id=self.pad_id)
@@ -128,14 +141,14 @@ class TransformersBackend:
             width = max(len(ids) for ids in chunk)
             input_ids = torch.tensor([[self.pad_id] * (width - len(ids)) + ids for ids in chunk], device=self.device)
             attention = torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for ids in chunk], device=self.device)
-            sampler = SeededGumbelSampler(chunk_seeds, sampling.temperature, sampling.top_p, self.device)
+            sampler = SeededGumbelSampler(chunk_seeds, sampling.temperature, sampling.top_p, self.device,
+                                          sampling.logprobs)
             output = self.model.generate(input_ids=input_ids, attention_mask=attention, generation_config=config,
                                          logits_processor=LogitsProcessorList([sampler]))
-            for row in output[:, width:].tolist():
-                if eos in row:
-                    results.append((row[: row.index(eos) + 1], "stop"))
-                else:
-                    results.append((row, "length"))
+            for index, row in enumerate(output[:, width:].tolist()):
+                tokens, reason = (row[: row.index(eos) + 1], "stop") if eos in row else (row, "length")
+                logprobs = sampler.row_logprobs(index, len(tokens)) if sampling.logprobs else None
+                results.append((tokens, reason, logprobs))
         return results
 
     def load_weights(self, named_tensors) -> None:
@@ -180,6 +193,7 @@ class VLLMBackend:
         self.llm = LLM(model=model_path, tokenizer=tokenizer_path, seed=seed, dtype=DEVICES[device].dtype,
                        tensor_parallel_size=tensor_parallel_size, max_model_len=max_model_len,
                        enable_prefix_caching=True,
+                       logprobs_mode="processed_logprobs",  # SamplingConfig.logprobs: the sampling distribution's
                        # "vllm": ignore the model's generation_config.json (its repetition_penalty, top_k, ...);
                        # the SamplingParams below are the whole sampling distribution (issue 13, fix 4).
                        generation_config="vllm",
@@ -190,17 +204,25 @@ class VLLMBackend:
         self.tensor_parallel_size = tensor_parallel_size
 
     def generate(self, prompt_ids: list[list[int]], seeds: list[int], sampling: SamplingConfig,
-                 batch_size: int) -> list[tuple[list[int], str]]:  # noqa: ARG002 (the backends' one signature)
-        """All requests in one call: vLLM schedules its own batches (batch_size is the transformers backend's)."""
+                 batch_size: int) -> list[tuple[list[int], str, list[float] | None]]:  # noqa: ARG002
+        """All requests in one call: vLLM schedules its own batches (batch_size is the transformers backend's).
+        With `sampling.logprobs`, each sampled token's log-prob (the engine's "processed_logprobs": after
+        temperature and top-p, the distribution it samples from)."""
         from vllm import SamplingParams
         from vllm.inputs import TokensPrompt
 
         params = [SamplingParams(n=1, temperature=sampling.temperature, top_p=sampling.top_p,
-                                 max_tokens=sampling.max_new_tokens, seed=seed) for seed in seeds]
+                                 max_tokens=sampling.max_new_tokens, seed=seed,
+                                 logprobs=0 if sampling.logprobs else None) for seed in seeds]
         outputs = self.llm.generate([TokensPrompt(prompt_token_ids=ids) for ids in prompt_ids], params,
                                     use_tqdm=False)
-        return [(list(out.outputs[0].token_ids), "stop" if out.outputs[0].finish_reason == "stop" else "length")
-                for out in outputs]
+        results = []
+        for out in outputs:
+            sample = out.outputs[0]
+            logprobs = ([float(step[token].logprob) for token, step in zip(sample.token_ids, sample.logprobs)]
+                        if sampling.logprobs else None)
+            results.append((list(sample.token_ids), "stop" if sample.finish_reason == "stop" else "length", logprobs))
+        return results
 
 
 # The generation backends by name (RolloutConfig.generator_backend; "auto" is resolved in
@@ -246,12 +268,12 @@ class GenerationWorker:
         outputs = self.backend.generate(prompt_ids, [request.seed for request in requests], sampling,
                                         self.generation_batch_size)
         completions = []
-        for request, ids, (token_ids, finish_reason) in zip(requests, prompt_ids, outputs):
+        for request, ids, (token_ids, finish_reason, logprobs) in zip(requests, prompt_ids, outputs):
             completions.append(Completion(
                 request_id=request.request_id, prompt_index=request.prompt_index,
                 sample_index=request.sample_index, prompt_token_ids=ids, token_ids=token_ids,
                 text=self.tokenizer.decode(token_ids, skip_special_tokens=True), num_tokens=len(token_ids),
-                finish_reason=finish_reason))
+                finish_reason=finish_reason, logprobs=logprobs))
         return completions
 
     # ------------------------------------------------------------------ weight sync (ranks 1..N)
@@ -325,29 +347,54 @@ class GeneratorGroup:
         """On a worker fault, `rejoin()` (re-create the sync group, re-send the current weights) and re-issue
         only that worker's requests, up to `attempts` times; without `rejoin` the fault is raised. Each sample
         has its own seed, so the re-issued requests give the samples the lost worker would have given."""
+        return self.submit(requests, sampling, rejoin, attempts).result()
+
+    def submit(self, requests: list[SampleRequest], sampling: SamplingConfig,
+               rejoin: Callable[[], None] | None = None, attempts: int = 3) -> PendingGeneration:
+        """`generate` without waiting: the requests go to the workers now, `.result()` collects them."""
+        size = -(-len(requests) // len(self.workers))
+        chunks = {index: requests[start:start + size] for index, start in enumerate(range(0, len(requests), size))}
+        version = self.weights_version if rejoin else None  # without a sync group (evaluation), any weights
+        return PendingGeneration(self, chunks, sampling, version, rejoin, attempts)
+
+
+class PendingGeneration:
+    """One batch of requests in flight on a GeneratorGroup's workers; `result()` waits (once) and handles faults."""
+
+    def __init__(self, group: GeneratorGroup, chunks: dict[int, list[SampleRequest]], sampling: SamplingConfig,
+                 version: int | None, rejoin: Callable[[], None] | None, attempts: int):
+        self.group, self.chunks, self.sampling, self.version = group, chunks, sampling, version
+        self.rejoin, self.attempts = rejoin, attempts
+        self.calls = self._issue(chunks)
+        self.completions: list[Completion] | None = None
+
+    def _issue(self, chunks: dict[int, list[SampleRequest]]) -> dict[int, Any]:
+        workers = self.group.workers
+        return {index: workers[index].generate.remote(chunk, self.sampling, self.version)
+                for index, chunk in chunks.items()}
+
+    def result(self) -> list[Completion]:
         import ray
 
-        size = -(-len(requests) // len(self.workers))
-        pending = {index: requests[start:start + size]
-                   for index, start in enumerate(range(0, len(requests), size))}
-        done: dict[int, list[Completion]] = {}
-        version = self.weights_version if rejoin else None  # without a sync group (evaluation), any weights
-        for attempt in range(attempts + 1):
-            calls = {index: self.workers[index].generate.remote(chunk, sampling, version)
-                     for index, chunk in pending.items()}
+        if self.completions is not None:
+            return self.completions
+        pending, calls, done = self.chunks, self.calls, {}
+        for attempt in range(self.attempts + 1):
             failed = {}
             for index, call in calls.items():
                 try:
                     done[index] = ray.get(call)
                 except Exception as error:  # noqa: BLE001 (re-raised unless a lost or stale worker)
-                    if rejoin is None or attempt == attempts or not _lost_or_stale(error):
+                    if self.rejoin is None or attempt == self.attempts or not _lost_or_stale(error):
                         raise
                     failed[index] = pending[index]
             if not failed:
                 break
             for index in failed:
-                wait_until_alive(self.workers[index])
-            rejoin()
-            self.reissued_requests += sum(len(chunk) for chunk in failed.values())
+                wait_until_alive(self.group.workers[index])
+            self.rejoin()  # (with --async-steps 1 after an update: the re-issued part samples newer weights)
+            self.group.reissued_requests += sum(len(chunk) for chunk in failed.values())
             pending = failed
-        return [completion for index in sorted(done) for completion in done[index]]
+            calls = self._issue(pending)
+        self.completions = [completion for index in sorted(done) for completion in done[index]]
+        return self.completions

@@ -139,7 +139,10 @@ class LearnerWorker:
         """Old and reference log-probs, then per-token advantages (k1 KL in the reward, as the paper)."""
         kl_sum = kl_count = 0.0
         for batch in batches:
-            batch.old_logprobs = self._logprobs(self.engine.module, batch.input_ids, batch.attention)
+            # The old policy of the PPO ratio is the one that sampled: the learner's own weights in the sequential
+            # loop; with --async-steps 1 those are a step ahead, and the generators' log-probs are used instead.
+            batch.old_logprobs = (batch.sampling_logprobs if batch.sampling_logprobs is not None
+                                  else self._logprobs(self.engine.module, batch.input_ids, batch.attention))
             if self.reference is not None:
                 batch.ref_logprobs = self._logprobs(self.reference, batch.input_ids, batch.attention)
                 log_ratio = (batch.old_logprobs - batch.ref_logprobs) * batch.mask

@@ -157,6 +157,10 @@ class Task:
             self._examples = self._load()
         return self._examples
 
+    @examples.setter
+    def examples(self, examples: list[Example]) -> None:  # e.g. the same problems with a budget in each prompt
+        self._examples = list(examples)
+
     def __len__(self) -> int:
         return len(self.examples)
 
