@@ -18,11 +18,7 @@ import ray
 
 from ray_effreason.cli import config_parser, given_values, parse_config
 from ray_effreason.compare import CompareConfig, run_comparison
-from ray_effreason.presets import SWEEP_PRESETS
-
-# The sweep's presets, less the family it would sweep (each method sweeps its own knob).
-PRESETS = {name: {key: value for key, value in values.items() if key not in ("alphas", "targets")}
-           for name, values in SWEEP_PRESETS.items()}
+from ray_effreason.presets import COMPARE_PRESETS as PRESETS
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -11,7 +11,7 @@ This module holds the comparison's facts and its report, pure (no Ray, no I/O bu
                        front over all models (comparison.png)
 
 and the pipeline of jobs/compare.py (`run_comparison`, Ray): RL members through sweep.train_family, SFT / DPO
-members as `jobs/train_offline.py` jobs (offline_methods.py) submitted alongside, one evaluation, the cutoff and
+members as `jobs/train_offline.py` jobs (offline_methods.py) in the same job queue, one evaluation, the cutoff and
 prompted-budget evaluations of the base.
 
 Kinds: "rl" a --reward of the RL loop (driver.py; trained as sweep.train_family trains a family, one Ray job
@@ -253,29 +253,21 @@ def submit_offline_job(config: Any, name: str, client: Any) -> str:
     return job_id
 
 
-def train_offline_members(config: CompareConfig, members: Sequence[Member], base: str, client: Any,
-                          output_dir: Path) -> dict[str, tuple[Any, str, int]]:
-    """Submit every unfinished sft / dpo member at once (a finished one, DIR/final_checkpoint, is skipped);
-    returns the pending jobs for `wait_offline_members`, so they run alongside the RL jobs."""
-    pending = {}
+def offline_submitters(config: CompareConfig, members: Sequence[Member], base: str, client: Any,
+                       output_dir: Path) -> dict[str, Any]:
+    """name -> a function submitting that sft / dpo member's job, for every unfinished one (a finished one,
+    DIR/final_checkpoint, is skipped). They join the RL jobs' queue (sweep.train_family); a failed one is run
+    again from the start (its samples are redrawn with the same seeds), at most --job-attempts runs per member."""
+    import functools
+
+    submitters = {}
     for member in members:
         if (output_dir / member.name / "final_checkpoint").exists():
             print(f"{member.name}: already trained, skipped", flush=True)
             continue
         job_config = offline_config(config, member, base, output_dir)
-        pending[member.name] = (job_config, submit_offline_job(job_config, member.name, client), 1)
-    return pending
-
-
-def wait_offline_members(config: CompareConfig, pending: dict[str, tuple[Any, str, int]], client: Any,
-                         poll_s: float = 5.0) -> None:
-    """Until every offline job has succeeded; a failed one is run again from the start (its samples are redrawn
-    with the same seeds), at most --job-attempts runs per member, as sweep.train_family does for RL members."""
-    from ray_effreason.sweep import poll_jobs
-
-    poll_jobs(client, {name: (job_id, attempt) for name, (_, job_id, attempt) in pending.items()},
-              lambda name: submit_offline_job(pending[name][0], name, client), config.sweep.job_attempts,
-              "offline job", "", "resubmitting", poll_s)
+        submitters[member.name] = functools.partial(submit_offline_job, job_config, member.name, client)
+    return submitters
 
 
 def run_comparison(config: CompareConfig, dashboard_url: str) -> dict[str, Any]:
@@ -305,9 +297,8 @@ def run_comparison(config: CompareConfig, dashboard_url: str) -> dict[str, Any]:
     task = eval_config.tasks[0]
     # ------------------------------------------------------------------ 2. train (in parallel: offline jobs first)
     client = JobSubmissionClient(f"http://{dashboard_url}")
-    offline = train_offline_members(config, of_kind("sft", "dpo"), base, client, output_dir)
-    train_family(sweep, of_kind("rl"), base, client)
-    wait_offline_members(config, offline, client)
+    offline = offline_submitters(config, of_kind("sft", "dpo"), base, client, output_dir)
+    train_family(sweep, of_kind("rl"), base, client, others=offline)  # one queue, --max-parallel-jobs at once
     # ------------------------------------------------------------------ 3. evaluate
     trained = of_kind(*TRAINED_KINDS)
     finals = {m.name: (output_dir / m.name / "final_checkpoint").read_text().strip() for m in trained}

@@ -173,13 +173,18 @@ class LearnerConfig:
     grad_clip: float = option(1.0, "gradient norm clip (the paper: 1.0)")
     train_batch_size: int = option(128, "samples per optimizer step, all ranks (the paper: 128: 2 steps per rollout)")
     micro_batch_size: int = option(1, "samples per forward/backward per rank (gradient accumulation fills the rest)")
+    max_tokens_per_micro_batch: int | None = option(
+        None, "sequence packing: each rank's micro-batches hold at most this many tokens (prompt + completion), "
+              "padding-free (batching.py); micro_batch_size is then unused by the RL update. A longer sample gets "
+              "a micro-batch of its own. None: micro_batch_size samples each, right-padded")
     gradient_checkpointing: bool = option(False, "activation checkpointing (saves memory on long sequences)")
     offload_optimizer: bool = option(False, "ZeRO optimizer offload to CPU (the paper's 7B --adam_offload)")
     num_cpus_per_actor: float = option(1.0, "CPUs Ray reserves per learner/generator actor (fractions allowed on CPU)")
 
     def __post_init__(self) -> None:
         check_choice("zero_stage", self.zero_stage, (0, 1, 2, 3))
-        check_positive(self, "num_learners", "lr", "train_batch_size", "micro_batch_size", "num_cpus_per_actor")
+        check_positive(self, "num_learners", "lr", "train_batch_size", "micro_batch_size", "num_cpus_per_actor",
+                       "max_tokens_per_micro_batch")
         if self.warmup_steps < 0:
             raise ValueError(f"warmup_steps must be >= 0, got {self.warmup_steps}")
 
@@ -351,6 +356,8 @@ class SweepConfig:
     targets: tuple[float, ...] = option((), "a family by token budget instead: ratios of the base's mean tokens, "
                                             "e.g. 0.8,0.6,0.4 (models target-R; alpha set by the controller)")
     job_attempts: int = option(2, "runs per family member: a failed training job is resubmitted with --resume")
+    max_parallel_jobs: int | None = option(None, "training jobs running at once (none: all submitted together, Ray "
+                                                 "queues what its resources cannot fit)")
     output_dir: str = option("runs/sweep", "where the runs (DIR/alpha-A), records and reports go")
     base_cache: str | None = option(None, "tiny reasoner cache (only with --model tiny); none: "
                                           "runs/tiny_reasoner in the repository")
@@ -376,4 +383,4 @@ class SweepConfig:
         object.__setattr__(self, "targets", tuple(float(target) for target in split_list(self.targets)))
         if any(not target > 0 for target in self.targets) or len(set(self.targets)) != len(self.targets):
             raise ValueError(f"targets must be distinct ratios > 0, got {list(self.targets)}")
-        check_positive(self, "job_attempts")
+        check_positive(self, "job_attempts", "max_parallel_jobs")

@@ -29,7 +29,6 @@ whitening is off by default (learner.py, PAPER.md §1.4); truncated samples can 
 from __future__ import annotations
 
 import contextlib
-import functools
 import json
 import os
 import shutil
@@ -193,19 +192,15 @@ def _train_once(config: TrainConfig, cleanup: contextlib.ExitStack) -> Path:
                           seed=config.seed, learner=config.learner, loss=config.loss,
                           learner_model_path=config.model.model)
     cleanup.callback(stop_actors, actors)
-    if resumed_from is not None:
-        actors.learners.load_checkpoint(str(resumed_from))
-    specs = init_weight_sync(actors, config.rollout)
-    rejoin = functools.partial(rejoin_weight_sync, actors, config.rollout, specs)  # after a generator restart
     sampling = config.rollout.sampling(logprobs=config.async_steps > 0)  # one step off: the old policy's
     B, G = config.rollout.prompts_per_step, config.rollout.samples_per_prompt
     optimizer_steps = B * G // config.learner.train_batch_size
     controller = (AlphaController(config.controller, config.reward.alpha, controller_state)
                   if config.controller.enabled else None)
-    log.info(f"run {config.name}: device={device}, {len(examples)} prompts"
-             + (f" ({dropped} longer than --max-prompt-tokens dropped)" if dropped else "")
-             + f", steps {start_step}->{config.num_steps}"
-             + (f", resumed from {resumed_from}" if resumed_from else ""))
+    specs: list[Any] = []  # the weight-sync tensors, once the group exists
+
+    def rejoin() -> None:  # after a generator restart: a new sync group, then the current weights again
+        rejoin_weight_sync(actors, config.rollout, specs)
 
     def launch(step: int) -> tuple[list[Any], Any, PendingGeneration]:
         """Steps 1 and 2 of `step`: its prompts, and its requests sent to the generation workers."""
@@ -216,20 +211,40 @@ def _train_once(config: TrainConfig, cleanup: contextlib.ExitStack) -> Path:
         # a worker that dies is restarted by Ray, re-joined (`rejoin`), and only its requests are re-issued
         return batch, budgets, actors.generators.submit(requests, sampling, rejoin=rejoin)
 
-    checkpoint, ahead = resumed_from, None  # ahead: --async-steps 1, the next step's samples in flight
+    # The first step's samples need only the generators: they are drawn while the learners start (DeepSpeed,
+    # the reference model), and the sync group is joined once they are in (its rendezvous waits for every member).
+    launched = time.perf_counter()
+    upcoming, stale = (launch(start_step), False) if start_step < config.num_steps else (None, False)
+    if upcoming is not None:
+        upcoming[2].result()
+    first_generate_s = time.perf_counter() - launched  # the first step's time/generate (its start-up overlaps)
+    if resumed_from is not None:
+        actors.learners.load_checkpoint(str(resumed_from))
+    specs.extend(init_weight_sync(actors, config.rollout))
+    log.info(f"run {config.name}: device={device}, {len(examples)} prompts"
+             + (f" ({dropped} longer than --max-prompt-tokens dropped)" if dropped else "")
+             + f", steps {start_step}->{config.num_steps}"
+             + (f", resumed from {resumed_from}" if resumed_from else ""))
+
+    checkpoint = resumed_from
     for step in range(start_step, config.num_steps):
         clock = PhaseClock()
         lap, timings = clock.lap, clock.timings
 
         # ------------------------------------------------------------------ 1. prompts, 2. generate
-        staleness = 1 if ahead is not None else 0  # weight updates between the sampling policy and this update
-        batch, budgets, generation = ahead if ahead is not None else launch(step)
+        if upcoming is None:
+            upcoming, stale = launch(step), False
+        batch, budgets, generation = upcoming
+        staleness = int(stale)  # weight updates between the sampling policy and this update
         completions = sorted(generation.result(), key=lambda c: c.request_id)
         lap("generate")  # with --async-steps 1: only what is left of it once the previous update is done
+        if step == start_step:
+            timings["time/generate"] = first_generate_s
         # One step off (verl's one_step_off_policy): the next step samples with these weights while this step
         # grades and updates; the PPO ratio's old policy is then the sampling one (batching.Sample.logprobs).
         # After a resume the first step samples with the checkpoint's weights (the pipeline restarts).
-        ahead = launch(step + 1) if config.async_steps and step + 1 < config.num_steps else None
+        upcoming, stale = ((launch(step + 1), True) if config.async_steps and step + 1 < config.num_steps
+                           else (None, False))
         # ------------------------------------------------------------------ 3. grade
         grades = actors.verifiers.grade([c.text for c in completions], [batch[c.prompt_index] for c in completions],
                                         [c.finish_reason for c in completions])
@@ -248,8 +263,8 @@ def _train_once(config: TrainConfig, cleanup: contextlib.ExitStack) -> Path:
         learner_metrics = actors.learners.train([samples[index] for index in order], optimizer_steps)
         lap("update")
         # ------------------------------------------------------------------ 7. sync
-        if ahead is not None:  # the workers finish the next step's samples with the old weights first
-            ahead[2].result()
+        if upcoming is not None:  # the workers finish the next step's samples with the old weights first
+            upcoming[2].result()
             lap("generate_next")
         sync_weights(actors, specs)
         lap("sync")

@@ -59,14 +59,27 @@ SWEEP_PRESETS: dict[str, dict[str, Any]] = {
     "paper": {},
     "paper-1.5b": _paper_sweep(_PAPER_1_5B),
     "paper-7b": _paper_sweep(_PAPER_7B),
-    "tiny": {**_TINY_TRAIN, "eval_limit": 300, "eval_max_new_tokens": 256},
+    # 3 training jobs at once: each is a driver and 3 actors importing torch; more only contend for 2 cores
+    "tiny": {**_TINY_TRAIN, "eval_limit": 300, "eval_max_new_tokens": 256, "max_parallel_jobs": 3},
 }
 
 EVAL_PRESETS: dict[str, dict[str, Any]] = {"paper": _PAPER_EVAL}
 
+# The comparison (jobs/compare.py, compare.CompareConfig): the sweep's presets less the family it would sweep (each
+# method sweeps its own knob). On 2 CPU cores the tiny run trains the first 2 values of each method's knob (18
+# trained models, 23 rows: docs/compare.md measures it); --values-per-method 3 trains the whole grid, as the paper
+# presets do.
+COMPARE_PRESETS: dict[str, dict[str, Any]] = {
+    name: {key: value for key, value in values.items() if key not in ("alphas", "targets")}
+    for name, values in SWEEP_PRESETS.items()}
+COMPARE_PRESETS["tiny"]["values_per_method"] = 2
+
 
 def _validate() -> None:
-    for presets, cls in ((TRAIN_PRESETS, TrainConfig), (SWEEP_PRESETS, SweepConfig), (EVAL_PRESETS, EvalConfig)):
+    from ray_effreason.compare import CompareConfig
+
+    for presets, cls in ((TRAIN_PRESETS, TrainConfig), (SWEEP_PRESETS, SweepConfig), (EVAL_PRESETS, EvalConfig),
+                         (COMPARE_PRESETS, CompareConfig)):
         for name, values in presets.items():
             from_flat(cls, values, where=f"preset {name!r} of {cls.__name__}")
 

@@ -15,6 +15,7 @@ numina_math` switches to the paper's settings (TrainConfig defaults) for a GPU c
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 import time
@@ -96,44 +97,52 @@ def submit_job(config: SweepConfig, member: Member, base: str, client: Any) -> s
     return job_id
 
 
-def train_family(config: SweepConfig, members: list[Member], base: str, client: Any, poll_s: float = 5.0) -> None:
-    """Step 2: every unfinished member as its own job at once; a failed job is resubmitted with --resume
-    (at most `job_attempts` runs per member), so a lost node costs the steps since the last checkpoint."""
-    pending: dict[str, tuple[Member, str, int]] = {}
+def train_family(config: SweepConfig, members: list[Member], base: str, client: Any,
+                 others: dict[str, Callable[[], str]] | None = None, poll_s: float = 2.0) -> None:
+    """Step 2: every unfinished member as its own job, at most --max-parallel-jobs at once (none: all, Ray
+    queues what does not fit); a failed job is resubmitted with --resume (at most `job_attempts` runs per member),
+    so a lost node costs the steps since the last checkpoint. `others`: more jobs for the same queue, name ->
+    a function that submits it and returns its id (the comparison's SFT / DPO jobs), started first."""
+    submitters = dict(others or {})
     for member in members:
         if (Path(config.output_dir) / member.name / "final_checkpoint").exists():
             print(f"{member.name}: already trained, skipped", flush=True)
             continue
-        pending[member.name] = (member, submit_job(config, member, base, client), 1)
-    poll_jobs(client, {name: (job_id, 1) for name, (_, job_id, _) in pending.items()},
-              lambda name: submit_job(config, pending[name][0], base, client), config.job_attempts,
-              "training job", "; rerun the sweep to resume from its last checkpoint", "resubmitting with --resume",
-              poll_s)
+        submitters[member.name] = functools.partial(submit_job, config, member, base, client)
+    run_jobs(client, submitters, config.job_attempts, config.max_parallel_jobs, poll_s)
 
 
-def poll_jobs(client: Any, jobs: dict[str, tuple[str, int]], resubmit: Callable[[str], str], attempts: int,
-              kind: str, hint: str, action: str, poll_s: float = 5.0) -> None:
-    """Until every job in `jobs` (name -> (job id, attempt)) has succeeded; a failed one is resubmitted by
-    `resubmit(name)` (which returns the new job id), at most `attempts` runs per name, then an error."""
+def run_jobs(client: Any, submitters: dict[str, Callable[[], str]], attempts: int, max_running: int | None,
+             poll_s: float = 2.0) -> None:
+    """Until every job of `submitters` (name -> submit, which returns the job id) has succeeded: in order, at most
+    `max_running` at once (None: all at once); a failed one is submitted again (a training job resumes from its
+    last checkpoint), at most `attempts` runs per name, then an error with the job's last log lines.
+
+    Why a limit: every job is a driver process plus its actors, each importing torch; on a 2-core laptop, 18 jobs
+    started together spent minutes contending before any of them finished a step (docs/compare.md)."""
     from ray.job_submission import JobStatus
 
-    pending = dict(jobs)
-    while pending:
-        for name, (job_id, attempt) in list(pending.items()):
+    queued, running = list(submitters), {}
+    while queued or running:
+        while queued and (max_running is None or len(running) < max_running):
+            name = queued.pop(0)
+            running[name] = (submitters[name](), 1)
+        for name, (job_id, attempt) in list(running.items()):
             status = client.get_job_status(job_id)
             if status not in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STOPPED):
                 continue
             print(f"{name}: job {job_id} {status}", flush=True)
-            del pending[name]
+            del running[name]
             if status == JobStatus.SUCCEEDED:
                 continue
             logs = client.get_job_logs(job_id)
             if attempt >= attempts:
-                raise RuntimeError(f"{kind} for {name} ({job_id}) {status} on attempt {attempt} of {attempts}{hint}. "
-                                   f"Last log lines:\n{logs[-3000:]}")
-            print(f"{name}: attempt {attempt} {status}, {action}. Last log lines:\n{logs[-1000:]}", flush=True)
-            pending[name] = (resubmit(name), attempt + 1)
-        time.sleep(poll_s if pending else 0)
+                raise RuntimeError(f"job for {name} ({job_id}) {status} on attempt {attempt} of {attempts}; rerun to "
+                                   f"resume (a trained model is skipped). Last log lines:\n{logs[-3000:]}")
+            print(f"{name}: attempt {attempt} {status}, submitting it again. Last log lines:\n{logs[-1000:]}",
+                  flush=True)
+            running[name] = (submitters[name](), attempt + 1)
+        time.sleep(poll_s if running else 0)
 
 
 def final_alpha(run_dir: Path) -> float | None:

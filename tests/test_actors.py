@@ -20,11 +20,6 @@ pytestmark = pytest.mark.ray  # starts a Ray cluster
 SAMPLING = SamplingConfig(temperature=1.0, top_p=1.0, max_new_tokens=24, max_prompt_tokens=128)
 
 
-@pytest.fixture(scope="module")
-def ray_local():
-    ray.init(address="local", num_cpus=6, include_dashboard=False, ignore_reinit_error=True)  # never a running Ray
-    yield
-    ray.shutdown()
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,6 @@ step's samples one update stale) and its first step must equal the sequential ru
 import json
 
 import pytest
-import ray
 import torch
 
 from ray_effreason.actors.generator import TransformersBackend
@@ -37,11 +36,6 @@ def test_transformers_logprobs_are_the_sampling_distributions_and_leave_samples_
         assert torch.allclose(torch.tensor(logprobs), expected, atol=1e-4)
 
 
-@pytest.fixture(scope="module")
-def ray_local():
-    ray.init(address="local", num_cpus=4, include_dashboard=False, ignore_reinit_error=True)
-    yield
-    ray.shutdown()
 
 
 @pytest.mark.ray

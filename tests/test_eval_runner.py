@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-import ray
 import torch
 from transformers import AutoTokenizer
 
@@ -32,12 +31,8 @@ FORCED_ANSWER_TOKENS = 4
 
 
 @pytest.fixture(scope="module")
-def ray_cluster():
+def ray_cluster(ray_local):  # the session's instance (conftest.py)
     torch.set_num_threads(1)
-    # address="local": a fresh instance even when a `ray start` cluster runs on this machine
-    ray.init(address="local", num_cpus=4, include_dashboard=False)
-    yield
-    ray.shutdown()
 
 
 @pytest.fixture(scope="module")

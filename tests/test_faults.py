@@ -34,11 +34,6 @@ TINY = {"max_prompts": 16, "prompts_per_step": 4, "samples_per_prompt": 4, "max_
         "reward": "dapo_overlong", "overlong_buffer_ratio": 1.0}
 
 
-@pytest.fixture(scope="module")
-def ray_local():
-    ray.init(address="local", num_cpus=4, include_dashboard=False, ignore_reinit_error=True)  # never a running Ray
-    yield
-    ray.shutdown()
 
 
 @pytest.fixture(scope="module")

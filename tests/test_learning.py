@@ -11,7 +11,6 @@ import json
 
 import numpy as np
 import pytest
-import ray
 
 from ray_effreason.driver import train
 from ray_effreason.tasks.synthetic import SyntheticArithmetic
@@ -20,11 +19,6 @@ from ray_effreason.tiny_reasoner import build_tokenizer
 pytestmark = pytest.mark.ray  # starts a Ray cluster
 
 
-@pytest.fixture(scope="module")
-def ray_local():
-    ray.init(address="local", num_cpus=6, include_dashboard=False, ignore_reinit_error=True)
-    yield
-    ray.shutdown()
 
 
 @pytest.mark.slow

@@ -174,13 +174,6 @@ def test_grafana_dashboard_has_a_panel_per_gauge_on_the_datasource_ray_provision
 # ---------------------------------------------------------------- a real run, real Ray
 
 
-@pytest.fixture(scope="module")
-def ray_local():
-    import ray
-
-    ray.init(address="local", num_cpus=4, include_dashboard=False, ignore_reinit_error=True)
-    yield
-    ray.shutdown()
 
 
 @pytest.mark.ray

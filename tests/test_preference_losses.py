@@ -110,13 +110,6 @@ def _learner(model_path, kl_coef):
     return LearnerGroup([worker])
 
 
-@pytest.fixture(scope="module")
-def ray_local():
-    import ray
-
-    ray.init(address="local", num_cpus=2, include_dashboard=False, ignore_reinit_error=True)  # never a running Ray
-    yield
-    ray.shutdown()
 
 
 @pytest.mark.ray

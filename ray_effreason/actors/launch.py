@@ -54,7 +54,9 @@ def _cpu_env(device: str) -> dict[str, Any]:
     """On CPU, OpenMP threads must sleep, not spin, while waiting: with several actors per core, spinning
     threads starve the others (bench/bench_rl_vs_trl.py measured 14.5 s -> ~4 s per step). Set before torch
     is imported, so it goes in the actor's runtime_env."""
-    return {"runtime_env": {"env_vars": {"OMP_WAIT_POLICY": "PASSIVE"}}} if device == "cpu" else {}
+    # DS_ACCELERATOR: DeepSpeed then skips probing for accelerators it cannot find (half its import time here).
+    return ({"runtime_env": {"env_vars": {"OMP_WAIT_POLICY": "PASSIVE", "DS_ACCELERATOR": "cpu"}}}
+            if device == "cpu" else {})
 
 
 # Restarts Ray gives an actor that dies (a killed process, a lost node), per role. Generation workers and

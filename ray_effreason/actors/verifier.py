@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import threading
 from dataclasses import dataclass
 
 import ray
@@ -34,8 +35,9 @@ class VerifierWorker:
         from ray_effreason.sympy_pool import default_pool
 
         self.task, self.timeout_s, self.extraction = task, timeout_s, extraction
-        # Start the sympy worker now (about 1 s), not inside the first training step that needs it.
-        default_pool().compare("0", "0", timeout_s=60.0)
+        # Start the sympy worker now (about 1 s), not inside the first training step that needs it; in a thread,
+        # so the actor is ready at once and the run's other actors start meanwhile (the pool is thread-safe).
+        threading.Thread(target=default_pool().compare, args=("0", "0", 60.0), daemon=True).start()
 
     def grade(self, items: list[tuple[str, Example, str]]) -> list[Grade]:
         grades = []
