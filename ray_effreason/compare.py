@@ -137,34 +137,48 @@ def comparison_table(rows: Sequence[dict[str, Any]]) -> str:
 
 
 def plot_comparison(rows: Sequence[dict[str, Any]], path: str | Path) -> Path:
-    """Accuracy vs mean tokens: one colour per method (its models joined by knob order), 95% Wilson
-    intervals, the joint Pareto front over every model as a dashed line."""
+    """Accuracy vs mean tokens: one colour and marker per method (its models joined by knob order), 95% Wilson
+    intervals, the joint Pareto front over every model as a dashed line; left every model, right a zoom on the
+    models within 10 points of the best accuracy (where the front is), the legend beside both."""
+    from matplotlib import colormaps
     from matplotlib.figure import Figure
 
     from ray_effreason.evaluation import wilson_interval
     from ray_effreason.report import pareto_front
 
-    figure = Figure(figsize=(7.6, 5.2))
-    axes = figure.add_subplot()
+    figure = Figure(figsize=(12.5, 5.2))
+    panels = figure.subplots(1, 2)
     methods = list(dict.fromkeys(row["method"] for row in rows))
-    for index, method in enumerate(methods):
-        points = sorted((row for row in rows if row["method"] == method), key=lambda row: row["mean_tokens"])
-        xs, ys = [row["mean_tokens"] for row in points], [100 * row["accuracy"] for row in points]
-        bounds = [wilson_interval(row["accuracy"] * row["n_samples"], row["n_samples"]) for row in points]
-        errors = [[y - 100 * low for y, (low, _) in zip(ys, bounds)],
-                  [100 * high - y for y, (_, high) in zip(ys, bounds)]]
-        style = "*" if method == "base" else "o-"
-        axes.errorbar(xs, ys, yerr=errors, fmt=style, color=f"C{index % 10}", capsize=3, label=method,
-                      markersize=12 if method == "base" else 6)
+    palette, markers = colormaps["tab20"], "osD^vP*Xhp<>"
     front = pareto_front([(row["mean_tokens"], row["accuracy"]) for row in rows])
-    axes.plot([rows[index]["mean_tokens"] for index in front], [100 * rows[index]["accuracy"] for index in front],
-              "k--", linewidth=1, label="joint Pareto front")
-    axes.set_xlabel("mean generated tokens per sample (all samples)")
-    axes.set_ylabel("accuracy (%)")
-    axes.set_title("every method on the same base, the same evaluation")
-    axes.grid(alpha=0.3)
-    axes.legend(fontsize=7, loc="lower right")
-    figure.tight_layout()
+    best = max(row["accuracy"] for row in rows)
+    near = [row for row in rows if row["accuracy"] >= best - 0.10]
+    for axes, shown in ((panels[0], rows), (panels[1], near)):
+        for index, method in enumerate(methods):
+            points = sorted((row for row in shown if row["method"] == method), key=lambda row: row["mean_tokens"])
+            if not points:
+                continue
+            xs, ys = [row["mean_tokens"] for row in points], [100 * row["accuracy"] for row in points]
+            bounds = [wilson_interval(row["accuracy"] * row["n_samples"], row["n_samples"]) for row in points]
+            errors = [[y - 100 * low for y, (low, _) in zip(ys, bounds)],
+                      [100 * high - y for y, (_, high) in zip(ys, bounds)]]
+            base = method == "base"
+            axes.errorbar(xs, ys, yerr=errors, fmt="*" if base else markers[index % len(markers)] + "-",
+                          color="black" if base else palette(index % 20), capsize=3, markersize=13 if base else 6,
+                          label=method, zorder=3)
+        in_view = [index for index in front if rows[index] in shown]
+        axes.plot([rows[index]["mean_tokens"] for index in in_view],
+                  [100 * rows[index]["accuracy"] for index in in_view], "k--", linewidth=1.2, zorder=4,
+                  label="joint Pareto front")
+        axes.set_xlabel("mean generated tokens per sample (all samples)")
+        axes.set_ylabel("accuracy (%), 95% Wilson intervals")
+        axes.grid(alpha=0.3)
+    panels[0].set_title("every model")
+    panels[1].set_title(f"zoom: within 10 points of the best ({100 * best:.1f}%)")
+    handles, labels = panels[0].get_legend_handles_labels()
+    figure.legend(handles, labels, loc="center right", fontsize=8, frameon=False)
+    figure.suptitle("every method on the same base model, evaluated by the same harness")
+    figure.tight_layout(rect=(0, 0, 0.86, 1))
     figure.savefig(path, dpi=120)
     return Path(path)
 
