@@ -58,6 +58,7 @@ def summary(records: list[dict]) -> dict[str, float]:
 
 def plot(curves: dict[tuple[int, int], list[dict]], path: Path) -> None:
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     figure = Figure(figsize=(10, 4))
     for index, (key, label) in enumerate((("reward", "mean reward of the step's samples"),
@@ -68,6 +69,7 @@ def plot(curves: dict[tuple[int, int], list[dict]], path: Path) -> None:
                       linestyle="-" if seed == min(s for _, s in curves) else "--",
                       label=f"{'one step off' if mode else 'sequential'}, seed {seed}")
         axes.set_xlabel("rollout step")
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
         axes.set_ylabel(label)
         axes.grid(alpha=0.3)
         axes.legend(fontsize=7)
