@@ -176,7 +176,9 @@ class LearnerConfig:
     max_tokens_per_micro_batch: int | None = option(
         None, "sequence packing: each rank's micro-batches hold at most this many tokens (prompt + completion), "
               "padding-free (batching.py); micro_batch_size is then unused by the RL update. A longer sample gets "
-              "a micro-batch of its own. None: micro_batch_size samples each, right-padded")
+              "a micro-batch of its own. With sdpa/eager attention a row's attention costs its length squared: keep "
+              "it near twice the longest sample (docs/benchmarks.md). None: micro_batch_size samples each, "
+              "right-padded")
     gradient_checkpointing: bool = option(False, "activation checkpointing (saves memory on long sequences)")
     offload_optimizer: bool = option(False, "ZeRO optimizer offload to CPU (the paper's 7B --adam_offload)")
     num_cpus_per_actor: float = option(1.0, "CPUs Ray reserves per learner/generator actor (fractions allowed on CPU)")

@@ -9,6 +9,18 @@ One call to `train` = one rollout batch shard -> `optimizer_steps` optimizer ste
 samples, two steps of 128, one PPO epoch). Old log-probs (for the PPO ratio) and reference log-probs are
 computed by this rank before its first update, on the same model the update uses, as OpenRLHF does.
 
+Sequence packing (`max_tokens_per_micro_batch`, issue 15): each optimizer step's samples go into consecutive
+micro-batches of at most that many tokens, padding-free where the model masks attention by position ids
+(checked once on the model itself, `_padding_free_supported`; right-padded otherwise), so their number per
+step varies. DeepSpeed's own count assumes a fixed number (train_batch_size / (micro_batch_size * ranks)):
+this rank marks the step's last micro-batch (`set_gradient_accumulation_boundary`, so that ZeRO-0/1 still
+all-reduce once per step), backwards each loss without DeepSpeed's 1/accumulation (`scale_wrt_gas=False`) and
+scales it by batching.packed_loss_scales, which gives every aggregation mode the padded path's gradient.
+OpenRLHF's `use_dynamic_batch` instead sets DeepSpeed's accumulation to 1 and steps the optimizer only after a
+step's last micro-batch (every backward then a boundary: an all-reduce per micro-batch); it and verl scale every
+mode by sequences, which for token-mean is not the padded path's step. The ranks agree on the number of
+micro-batches per step (an all-reduced max) so that their collectives pair up.
+
 Departures from the paper's code, on purpose:
 - log-probs are computed on logits / temperature, the distribution the samples were drawn from (the
   paper's temperature is 1.0, where this changes nothing);
@@ -24,6 +36,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import warnings
 from typing import Any
 
 import torch
@@ -32,10 +45,16 @@ from ray_effreason.actors.weight_sync import ParamSpec, WeightSyncGroup, free_po
 from ray_effreason.batching import (
     MicroBatch,
     Sample,
+    budget_groups,
+    fewest_micro_batches,
     micro_batches,
+    packed_loss_scales,
+    packed_micro_batches,
+    packed_step_token_counts,
     preference_micro_batches,
     step_token_counts,
     token_mean_scales,
+    unpack_logprobs,
     whitened_advantages,
     whitening_sums,
 )
@@ -43,6 +62,19 @@ from ray_effreason.config import LearnerConfig, LossConfig
 from ray_effreason.devices import DEVICES
 from ray_effreason.losses import kl_penalized_advantages, policy_loss, token_logprobs
 from ray_effreason.preference_losses import dpo_loss, sequence_logprobs, sft_loss
+
+
+def micro_batch_logprobs(model: torch.nn.Module, batch: MicroBatch, temperature: float) -> torch.Tensor:
+    """Each predicted token's log-prob under `model` at `temperature`, (b, T-1), right-padded or padding-free."""
+    if batch.position_ids is None:
+        logits = model(input_ids=batch.input_ids, attention_mask=batch.attention).logits[:, :-1]  # (b, T-1, V)
+        return token_logprobs(logits, batch.input_ids[:, 1:], temperature=temperature)  # (b, T-1)
+    # Padding-free: no attention mask and no cache. transformers looks for packed sequences in the position ids only
+    # then (masking_utils._preprocess_mask_arguments); with a cache (use_cache defaults to True, also in training)
+    # the row's sequences would attend to each other.
+    logits = model(input_ids=batch.input_ids, position_ids=batch.position_ids, use_cache=False).logits[:, :-1]
+    row = token_logprobs(logits, batch.input_ids[:, 1:], temperature=temperature)  # (1, L-1)
+    return unpack_logprobs(row, batch)  # (b, T-1)
 
 
 def deepspeed_config(learner: LearnerConfig, world_size: int, device: str) -> dict[str, Any]:
@@ -127,12 +159,62 @@ class LearnerWorker:
         self.engine, *_ = deepspeed.initialize(model=model, optimizer=optimizer, config=config,
                                                lr_scheduler=lr_schedule(learner))
         self.sync_group: WeightSyncGroup | None = None
+        self.padding_free: bool | None = None  # packing: decided on the first packed update
 
     # ------------------------------------------------------------------ update
 
-    def _logprobs(self, model: torch.nn.Module, input_ids: torch.Tensor, attention: torch.Tensor) -> torch.Tensor:
-        logits = model(input_ids=input_ids, attention_mask=attention).logits[:, :-1]  # (b, T-1, V)
-        return token_logprobs(logits, input_ids[:, 1:], temperature=self.temperature)  # (b, T-1)
+    def _logprobs(self, model: torch.nn.Module, batch: MicroBatch) -> torch.Tensor:
+        return micro_batch_logprobs(model, batch, self.temperature)  # (b, T-1)
+
+    @torch.no_grad()
+    def _padding_free_supported(self) -> bool:
+        """Whether the model keeps a padding-free row's sequences apart: a probe sequence's log-probs after two
+        different sequences of the same length must be the same. The same shapes run the same kernels and masked
+        keys weigh exactly 0, so a model that masks block-diagonally gives equal values; one that does not (an
+        attention implementation that ignores position ids) differs by far more than the tolerance."""
+        generator = torch.Generator().manual_seed(0)
+        vocab_size = self.engine.module.config.vocab_size
+        prefixes = [torch.randint(vocab_size, (5,), generator=generator).tolist() for _ in range(2)]
+        probe = torch.randint(vocab_size, (6,), generator=generator).tolist()
+        results = []
+        for prefix in prefixes:
+            batch, = packed_micro_batches([Sample(prefix[:2], prefix[2:], 0.0), Sample(probe[:2], probe[2:], 0.0)],
+                                          [range(2)], self.pad_id)
+            results.append(self._logprobs(self.engine.module, batch.to(self.device))[1].float())  # (T-1,)
+        return torch.allclose(results[0], results[1], rtol=0.0, atol=1e-3)
+
+    def _packed_steps(self, samples: list[Sample]) -> list[list[MicroBatch]]:
+        """Each optimizer step's samples in consecutive micro-batches within the token budget (batching.py), as
+        many per step on every rank: ZeRO-2 reduces gradients in every backward, ZeRO-3 gathers parameters in every
+        forward (old and reference log-probs included) and the boundary's all-reduce must pair up, so a rank that
+        could do with fewer micro-batches cuts its samples into the most any rank needs (smaller ones)."""
+        import torch.distributed as dist
+
+        if self.padding_free is None:
+            self.padding_free = self._padding_free_supported()
+            if not self.padding_free:
+                warnings.warn(f"{type(self.engine.module).__name__} mixes a padding-free row's sequences; packed "
+                              "micro-batches are right-padded (the budget counts padding)", stacklevel=2)
+        per_step = self.learner.train_batch_size // self.world_size  # this rank's samples per optimizer step
+        if len(samples) % per_step:
+            raise ValueError(f"{len(samples)} samples are not whole optimizer steps of {per_step} per rank")
+        steps = [samples[start:start + per_step] for start in range(0, len(samples), per_step)]
+        budget, padding_free = self.learner.max_tokens_per_micro_batch, self.padding_free
+        lengths = [[sample.num_tokens for sample in step] for step in steps]
+        counts = torch.tensor([fewest_micro_batches(step, budget, padding_free) for step in lengths],
+                              device=self.device)  # (optimizer steps,); on this rank's device: NCCL reduces CUDA only
+        dist.all_reduce(counts, op=dist.ReduceOp.MAX)
+        return [[batch.to(self.device) for batch in packed_micro_batches(
+                    step, budget_groups(step_lengths, budget, count, padding_free), self.pad_id, padding_free)]
+                for step, step_lengths, count in zip(steps, lengths, counts.tolist())]
+
+    def _packed_loss_scales(self, steps: list[list[MicroBatch]]) -> list[float]:
+        import torch.distributed as dist
+
+        step_tokens = packed_step_token_counts(steps).to(self.device)  # (optimizer steps,)
+        if self.loss.aggregation == "token-mean":
+            dist.all_reduce(step_tokens)
+        return packed_loss_scales(steps, self.loss.aggregation, self.world_size, step_tokens.cpu())
 
     @torch.no_grad()
     def _prepare(self, batches: list[MicroBatch]) -> dict[str, float]:
@@ -142,9 +224,9 @@ class LearnerWorker:
             # The old policy of the PPO ratio is the one that sampled: the learner's own weights in the sequential
             # loop; with --async-steps 1 those are a step ahead, and the generators' log-probs are used instead.
             batch.old_logprobs = (batch.sampling_logprobs if batch.sampling_logprobs is not None
-                                  else self._logprobs(self.engine.module, batch.input_ids, batch.attention))
+                                  else self._logprobs(self.engine.module, batch))
             if self.reference is not None:
-                batch.ref_logprobs = self._logprobs(self.reference, batch.input_ids, batch.attention)
+                batch.ref_logprobs = self._logprobs(self.reference, batch)
                 log_ratio = (batch.old_logprobs - batch.ref_logprobs) * batch.mask
                 kl_sum += float(log_ratio.sum())
                 kl_count += float(batch.mask.sum())
@@ -184,38 +266,54 @@ class LearnerWorker:
     def train(self, samples: list[Sample]) -> dict[str, float]:
         """Update on this rank's shard: len(samples) = optimizer_steps * train_batch_size / world_size."""
         self.engine.train()
-        batches = [batch.to(self.device)
-                   for batch in micro_batches(samples, self.learner.micro_batch_size, self.pad_id)]
+        packed = self.learner.max_tokens_per_micro_batch is not None
+        if packed:
+            steps = self._packed_steps(samples)
+        else:
+            accumulation = self.engine.gradient_accumulation_steps()
+            padded = [batch.to(self.device)
+                      for batch in micro_batches(samples, self.learner.micro_batch_size, self.pad_id)]
+            steps = [padded[start:start + accumulation] for start in range(0, len(padded), accumulation)]
+        batches = [batch for step in steps for batch in step]
         metrics = self._prepare(batches)
+        if packed:
+            scales = self._packed_loss_scales(steps)
+            weights = [float(batch.mask.shape[0]) for batch in batches]  # metrics: a mean over samples
+        else:
+            scales = self._token_mean_scales(batches, accumulation)
+            weights = [1.0] * len(batches)  # equal micro-batches
         totals: dict[str, float] = {}
-        accumulation = self.engine.gradient_accumulation_steps()
-        token_scales = self._token_mean_scales(batches, accumulation)
-        steps, lrs = 0, []
-        for index, batch in enumerate(batches):
-            if index % accumulation == 0:
-                lrs.append(float(self.engine.get_lr()[0]))  # the lr this optimizer step will use
-            logprobs = self._logprobs(self.engine, batch.input_ids, batch.attention)
-            loss, loss_metrics = policy_loss(
-                logprobs, batch.old_logprobs, batch.token_advantages, batch.mask,
-                clip_low=self.loss.clip_low, clip_high=self.loss.clip_high, aggregation=self.loss.aggregation,
-                ref_logprobs=batch.ref_logprobs if self.loss.kl_estimator == "k3" else None,
-                kl_coef=self.loss.kl_coef if self.loss.kl_estimator == "k3" else 0.0,
-                kl_estimator="k3", norm_tokens=self.max_new_tokens)
-            self.engine.backward(loss * token_scales[index])
-            self.engine.step()
-            for key, value in loss_metrics.items():
-                totals[key] = totals.get(key, 0.0) + float(value)
-            if (index + 1) % accumulation == 0:
-                steps += 1
-                norm = self.engine.get_global_grad_norm()
-                if norm is not None:
-                    totals["grad_norm"] = totals.get("grad_norm", 0.0) + float(norm) * len(batches)
-        metrics.update({key: value / len(batches) for key, value in totals.items()})
-        if "grad_norm" in metrics:
-            metrics["grad_norm"] /= max(steps, 1)
-        metrics["optimizer_steps"] = float(steps)
+        lrs, grad_norms, index = [], [], 0
+        for step in steps:
+            lrs.append(float(self.engine.get_lr()[0]))  # the lr this optimizer step will use
+            for position, batch in enumerate(step):
+                if packed:  # before the forward, as DeepSpeed asks: its own count assumes a fixed number
+                    self.engine.set_gradient_accumulation_boundary(position == len(step) - 1)
+                logprobs = self._logprobs(self.engine, batch)
+                loss, loss_metrics = policy_loss(
+                    logprobs, batch.old_logprobs, batch.token_advantages, batch.mask,
+                    clip_low=self.loss.clip_low, clip_high=self.loss.clip_high, aggregation=self.loss.aggregation,
+                    ref_logprobs=batch.ref_logprobs if self.loss.kl_estimator == "k3" else None,
+                    kl_coef=self.loss.kl_coef if self.loss.kl_estimator == "k3" else 0.0,
+                    kl_estimator="k3", norm_tokens=self.max_new_tokens)
+                # packed: no 1/accumulation from DeepSpeed; the scales make each step the padded path's
+                self.engine.backward(loss * scales[index], scale_wrt_gas=not packed)
+                self.engine.step()
+                for key, value in loss_metrics.items():
+                    totals[key] = totals.get(key, 0.0) + float(value) * weights[index]
+                index += 1
+            norm = self.engine.get_global_grad_norm()
+            if norm is not None:
+                grad_norms.append(float(norm))
+        metrics.update({key: value / sum(weights) for key, value in totals.items()})
+        if grad_norms:
+            metrics["grad_norm"] = sum(grad_norms) / len(grad_norms)
+        metrics["optimizer_steps"] = float(len(steps))
         metrics["lr"] = lrs[-1]  # of the last optimizer step of this call
         metrics["lr_first"] = lrs[0]
+        if packed:
+            metrics["micro_batches"] = float(len(batches))
+            metrics["padding_free"] = float(self.padding_free)
         return metrics
 
     # ------------------------------------------------------------------ the baselines' objectives (issue 12)
@@ -232,6 +330,9 @@ class LearnerWorker:
         """
         if objective not in ("sft", "dpo"):
             raise ValueError(f"unknown objective {objective!r}; choose one of ['sft', 'dpo']")
+        if self.learner.max_tokens_per_micro_batch is not None:  # a flag given is a flag used, or an error
+            raise ValueError("max_tokens_per_micro_batch (sequence packing) applies to the RL update only; "
+                             "SFT and DPO take micro_batch_size samples per micro-batch")
         self.engine.train()
         size, pad_id = self.learner.micro_batch_size, self.pad_id
         chunks = micro_batches if objective == "sft" else preference_micro_batches
@@ -251,13 +352,12 @@ class LearnerWorker:
             self.reference.eval().requires_grad_(False)
         totals: dict[str, float] = {}
         for index, batch in enumerate(batches):
-            logprobs = self._logprobs(self.engine, batch.input_ids, batch.attention)  # (b, T-1)
+            logprobs = self._logprobs(self.engine, batch)  # (b, T-1)
             if objective == "sft":
                 loss, metrics = sft_loss(logprobs, batch.mask)
             else:
                 with torch.no_grad():
-                    reference = sequence_logprobs(self._logprobs(self.reference, batch.input_ids, batch.attention),
-                                                  batch.mask)  # (2p,)
+                    reference = sequence_logprobs(self._logprobs(self.reference, batch), batch.mask)  # (2p,)
                 policy, pairs = sequence_logprobs(logprobs, batch.mask), batch.input_ids.shape[0] // 2
                 loss, metrics = dpo_loss(policy[:pairs], policy[pairs:], reference[:pairs], reference[pairs:], beta)
             self.engine.backward(loss * scales[index])
