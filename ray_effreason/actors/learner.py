@@ -28,8 +28,9 @@ Departures from the paper's code, on purpose:
   fits a GPU; shard it if yours does not);
 - batch advantage whitening (OpenRLHF's, PAPER.md §1.4) is off unless `whiten_advantages` is set.
 
-`train_objective` is the baselines' update (issue 12): SFT on the shortest correct completions, or DPO
-against the frozen reference; the RL path (`train`) does not go through it.
+`train_objective` (learner_objectives.py) is the baselines' update (issue 12): SFT on the shortest correct
+completions, or DPO against the frozen reference; the RL path (`train`) does not go through it. The DeepSpeed
+config and the lr schedule are in deepspeed_setup.py.
 """
 
 from __future__ import annotations
@@ -41,6 +42,8 @@ from typing import Any
 
 import torch
 
+from ray_effreason.actors.deepspeed_setup import deepspeed_config, lr_schedule
+from ray_effreason.actors.learner_objectives import OfflineObjectives
 from ray_effreason.actors.weight_sync import ParamSpec, WeightSyncGroup, free_port, send_weights
 from ray_effreason.batching import (
     MicroBatch,
@@ -51,7 +54,6 @@ from ray_effreason.batching import (
     packed_loss_scales,
     packed_micro_batches,
     packed_step_token_counts,
-    preference_micro_batches,
     step_token_counts,
     token_mean_scales,
     unpack_logprobs,
@@ -61,7 +63,6 @@ from ray_effreason.batching import (
 from ray_effreason.config import LearnerConfig, LossConfig
 from ray_effreason.devices import DEVICES
 from ray_effreason.losses import kl_penalized_advantages, policy_loss, token_logprobs
-from ray_effreason.preference_losses import dpo_loss, sequence_logprobs, sft_loss
 
 
 def micro_batch_logprobs(model: torch.nn.Module, batch: MicroBatch, temperature: float) -> torch.Tensor:
@@ -77,51 +78,7 @@ def micro_batch_logprobs(model: torch.nn.Module, batch: MicroBatch, temperature:
     return unpack_logprobs(row, batch)  # (b, T-1)
 
 
-def deepspeed_config(learner: LearnerConfig, world_size: int, device: str) -> dict[str, Any]:
-    accumulation = learner.train_batch_size // (learner.micro_batch_size * world_size)
-    zero: dict[str, Any] = {"stage": learner.zero_stage}
-    if learner.offload_optimizer:
-        zero["offload_optimizer"] = {"device": "cpu", "pin_memory": True}
-    config: dict[str, Any] = {
-        "train_batch_size": learner.train_batch_size,
-        "train_micro_batch_size_per_gpu": learner.micro_batch_size,
-        "gradient_accumulation_steps": accumulation,
-        "gradient_clipping": learner.grad_clip,
-        "zero_optimization": zero,
-        "bf16": {"enabled": device == "cuda"},
-        "steps_per_print": 10**9,
-        "wall_clock_breakdown": False,
-    }
-    # No "scheduler" entry: DeepSpeed's WarmupLR gives 0, 0, 1/6, ... (one optimizer step late); the schedule
-    # is `lr_schedule`'s, passed to deepspeed.initialize.
-    if device == "cuda":
-        # DeepSpeed picks FusedAdam (or CPUAdam with offload). AdamW betas (0.9, 0.95) as the paper.
-        config["optimizer"] = {"type": "AdamW", "params": {"lr": learner.lr, "betas": [0.9, 0.95],
-                                                           "weight_decay": learner.weight_decay}}
-    else:
-        # On CPU DeepSpeed's fused optimizers are unavailable: torch AdamW as a client optimizer.
-        config["zero_allow_untested_optimizer"] = True
-    return config
-
-
-def lr_factor(step: int, warmup_steps: int) -> float:
-    """HF `constant_with_warmup`, the paper's schedule (PAPER.md §2): lr * step / warmup, then lr.
-
-    The factor of optimizer step `step` (0-based; the scheduler steps after each optimizer step):
-
-    >>> [round(lr_factor(step, 6), 3) for step in range(8)]
-    [0.0, 0.167, 0.333, 0.5, 0.667, 0.833, 1.0, 1.0]
-    """
-    return 1.0 if step >= warmup_steps else step / warmup_steps
-
-
-def lr_schedule(learner: LearnerConfig):
-    """The callable deepspeed.initialize builds the scheduler from, once it has made the optimizer."""
-    return lambda optimizer: torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: lr_factor(step, learner.warmup_steps))
-
-
-class LearnerWorker:
+class LearnerWorker(OfflineObjectives):
     """Ray actor: rank `rank` of `world_size`; rank 0 also sends weights to the generation workers."""
 
     def __init__(self, rank: int, world_size: int, master_addr: str, master_port: int, model_path: str,
@@ -315,58 +272,6 @@ class LearnerWorker:
             metrics["micro_batches"] = float(len(batches))
             metrics["padding_free"] = float(self.padding_free)
         return metrics
-
-    # ------------------------------------------------------------------ the baselines' objectives (issue 12)
-
-    def train_objective(self, objective: str, items: list[Any], beta: float = 0.1) -> dict[str, float]:
-        """Supervised updates on this rank's shard, one optimizer step per train_batch_size / ranks items:
-
-            "sft"  items are Samples (the shortest correct completions): preference_losses.sft_loss, made a
-                   mean over ALL completion tokens of the optimizer step (batching.token_mean_scales)
-            "dpo"  items are (chosen, rejected) Sample pairs: preference_losses.dpo_loss with `beta`, against
-                   the frozen reference (the initial policy; loaded here if the KL term did not load it)
-
-        `train` (the RL update) is not involved: no old log-probs, no advantages, no clipping.
-        """
-        if objective not in ("sft", "dpo"):
-            raise ValueError(f"unknown objective {objective!r}; choose one of ['sft', 'dpo']")
-        if self.learner.max_tokens_per_micro_batch is not None:  # a flag given is a flag used, or an error
-            raise ValueError("max_tokens_per_micro_batch (sequence packing) applies to the RL update only; "
-                             "SFT and DPO take micro_batch_size samples per micro-batch")
-        self.engine.train()
-        size, pad_id = self.learner.micro_batch_size, self.pad_id
-        chunks = micro_batches if objective == "sft" else preference_micro_batches
-        batches = [batch.to(self.device) for batch in chunks(items, size, pad_id)]
-        accumulation = self.engine.gradient_accumulation_steps()
-        scales = [1.0] * len(batches)
-        if objective == "sft":
-            import torch.distributed as dist
-
-            step_tokens = step_token_counts(batches, accumulation).to(self.device)  # (optimizer steps,)
-            dist.all_reduce(step_tokens)
-            scales = token_mean_scales(batches, accumulation, self.world_size, step_tokens.cpu())
-        elif self.reference is None:
-            from transformers import AutoModelForCausalLM
-
-            self.reference = AutoModelForCausalLM.from_pretrained(self.model_path, dtype=self.dtype).to(self.device)
-            self.reference.eval().requires_grad_(False)
-        totals: dict[str, float] = {}
-        for index, batch in enumerate(batches):
-            logprobs = self._logprobs(self.engine, batch)  # (b, T-1)
-            if objective == "sft":
-                loss, metrics = sft_loss(logprobs, batch.mask)
-            else:
-                with torch.no_grad():
-                    reference = sequence_logprobs(self._logprobs(self.reference, batch), batch.mask)  # (2p,)
-                policy, pairs = sequence_logprobs(logprobs, batch.mask), batch.input_ids.shape[0] // 2
-                loss, metrics = dpo_loss(policy[:pairs], policy[pairs:], reference[:pairs], reference[pairs:], beta)
-            self.engine.backward(loss * scales[index])
-            self.engine.step()
-            for key, value in metrics.items():
-                totals[key] = totals.get(key, 0.0) + float(value)
-        result = {key: value / len(batches) for key, value in totals.items()}
-        result["optimizer_steps"] = float(len(batches) // accumulation)
-        return result
 
     # ------------------------------------------------------------------ weights
 
