@@ -25,34 +25,28 @@ def shared_data_dir() -> Path:
     return path
 
 
-# The in-process tests' Ray instance: one for the session (starting one costs ~6 s on 2 cores, and a dozen modules
-# need one). address="local": a fresh instance even when a `ray start` cluster runs on this machine. A module
-# that needs other settings (test_vllm: a runtime env) restarts it and brings it back (`restart_ray_local`).
+# The in-process tests' Ray instance: started by the first module that asks for it and kept for the next ones
+# (starting one costs ~6 s on 2 cores, and a dozen modules need one), shut down when the session ends.
+# address="local": a fresh instance even when a `ray start` cluster runs on this machine. A module that needs
+# none (test_bad_input checks that bad input fails before Ray starts) or other settings (test_vllm: a runtime
+# env) shuts it down; the next module that asks for it starts it again.
 RAY_LOCAL = {"address": "local", "num_cpus": 8, "include_dashboard": False}
 
 
 @pytest.fixture(scope="session")
-def ray_local():
+def _ray_session():
     import ray
 
-    ray.init(**RAY_LOCAL)
     yield
     ray.shutdown()
 
 
-@pytest.fixture(scope="session")
-def restart_ray_local():
-    """`restart(**settings)`: shut down the running instance (if any) and start one with `settings` over
-    RAY_LOCAL's; returns whether one was up."""
+@pytest.fixture(scope="module")
+def ray_local(_ray_session):
     import ray
 
-    def restart(**settings) -> bool:
-        was_up = ray.is_initialized()
-        ray.shutdown()
-        ray.init(**{**RAY_LOCAL, **settings})
-        return was_up
-
-    return restart
+    if not ray.is_initialized():
+        ray.init(**RAY_LOCAL)
 
 
 @pytest.fixture(scope="session")

@@ -162,6 +162,15 @@ def run_config(tiny_model: str, tmp_path: Path, **flat):
                                    "train_batch_size": 4, "steps": 1, **flat})
 
 
+@pytest.fixture(scope="module", autouse=True)
+def no_ray_instance():
+    """The checks below assert that bad input fails before Ray starts: none may be up (conftest.py's is started
+    again by the next module that asks for it)."""
+    import ray
+
+    ray.shutdown()
+
+
 def fails_before_ray(config, match: str) -> None:
     import ray
 

@@ -39,14 +39,13 @@ CPU_HEAD_SIZES = (32, 64, 80, 96, 112, 128, 160, 192, 224, 256, 512)
 
 
 @pytest.fixture(scope="module")
-def ray_local(restart_ray_local):
+def ray_local():
     # Its own instance (counted engine log lines belong to this module): env_vars of the job's runtime env reach
-    # every actor (an actor's own env_vars are merged over them). The session's instance comes back after.
-    was_up = restart_ray_local(num_cpus=4, runtime_env={"env_vars": IN_PROCESS})
+    # every actor (an actor's own env_vars are merged over them).
+    ray.shutdown()  # the other modules' instance, if one is up (conftest.py starts it again when asked)
+    ray.init(address="local", num_cpus=4, include_dashboard=False, runtime_env={"env_vars": IN_PROCESS})
     yield
     ray.shutdown()
-    if was_up:
-        restart_ray_local()
 
 
 def vllm_engines_started() -> int:
