@@ -266,6 +266,7 @@ def record_step_gradients(worker) -> list[dict[str, torch.Tensor]]:
     return recorded
 
 
+@pytest.mark.slow  # a DeepSpeed engine per case: in make test-local, out of the sub-minute make test-fast
 @pytest.mark.parametrize(("aggregation", "zero_stage"),
                          [("token-mean", 0), ("seq-mean-token-mean", 0), ("seq-mean-token-mean", 2)])
 def test_learner_packed_update_equals_the_padded_update(learner_process_group, aggregation, zero_stage):
@@ -299,6 +300,7 @@ def test_learner_rejects_packing_for_sft_and_dpo(learner_process_group):
         packed.train_objective("sft", spread_samples(8))
 
 
+@pytest.mark.slow
 def test_learner_packs_right_padded_when_the_model_mixes_a_rows_sequences(learner_process_group, monkeypatch):
     # A model that ignores the position ids' sequence boundaries (here: transformers made to see none) fails the
     # learner's probe; the micro-batches are then cut by padded size and right-padded, with the same update.
