@@ -274,14 +274,11 @@ def offline_submitters(config: CompareConfig, members: Sequence[Member], base: s
     again from the start (its samples are redrawn with the same seeds), at most --job-attempts runs per member."""
     import functools
 
-    submitters = {}
-    for member in members:
-        if (output_dir / member.name / "final_checkpoint").exists():
-            print(f"{member.name}: already trained, skipped", flush=True)
-            continue
-        job_config = offline_config(config, member, base, output_dir)
-        submitters[member.name] = functools.partial(submit_offline_job, job_config, member.name, client)
-    return submitters
+    from ray_effreason.sweep import untrained
+
+    return {member.name: functools.partial(submit_offline_job, offline_config(config, member, base, output_dir),
+                                           member.name, client)
+            for member in untrained(list(members), output_dir)}
 
 
 def run_comparison(config: CompareConfig, dashboard_url: str) -> dict[str, Any]:

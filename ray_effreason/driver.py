@@ -215,7 +215,7 @@ def _train_once(config: TrainConfig, cleanup: contextlib.ExitStack) -> Path:
     # The first step's samples need only the generators: they are drawn while the learners start (DeepSpeed,
     # the reference model), and the sync group is joined once they are in (its rendezvous waits for every member).
     launched = time.perf_counter()
-    upcoming, stale = (launch(start_step), False) if start_step < config.num_steps else (None, False)
+    upcoming = launch(start_step) if start_step < config.num_steps else None
     if upcoming is not None:
         upcoming[2].result()
     first_generate_s = time.perf_counter() - launched  # the first step's time/generate (its start-up overlaps)
@@ -235,10 +235,9 @@ def _train_once(config: TrainConfig, cleanup: contextlib.ExitStack) -> Path:
         lap, timings = clock.lap, clock.timings
 
         # ------------------------------------------------------------------ 1. prompts, 2. generate
-        if upcoming is None:
-            upcoming, stale = launch(step), False
-        batch, budgets, generation = upcoming
-        staleness = int(stale)  # weight updates between the sampling policy and this update
+        batch, budgets, generation = upcoming if upcoming is not None else launch(step)
+        # weight updates between the sampling policy and this update: one step off, every step but the first
+        staleness = int(config.async_steps > 0 and step > start_step)
         completions = sorted(generation.result(), key=lambda c: c.request_id)
         lap("generate")  # with --async-steps 1: only what is left of it once the previous update is done
         if step == start_step:
@@ -246,8 +245,7 @@ def _train_once(config: TrainConfig, cleanup: contextlib.ExitStack) -> Path:
         # One step off (verl's one_step_off_policy): the next step samples with these weights while this step
         # grades and updates; the PPO ratio's old policy is then the sampling one (batching.Sample.logprobs).
         # After a resume the first step samples with the checkpoint's weights (the pipeline restarts).
-        upcoming, stale = ((launch(step + 1), True) if config.async_steps and step + 1 < config.num_steps
-                           else (None, False))
+        upcoming = launch(step + 1) if config.async_steps and step + 1 < config.num_steps else None
         # ------------------------------------------------------------------ 3. grade
         grades = actors.verifiers.grade([c.text for c in completions], [batch[c.prompt_index] for c in completions],
                                         [c.finish_reason for c in completions])

@@ -129,7 +129,7 @@ def l1_max_rewards(correct: np.ndarray, num_tokens: np.ndarray, budgets: np.ndar
 
         r = 1[correct] * clip(alpha * (budget - n) + delta, 0, 1)       budget: per prompt, WRITTEN IN THE PROMPT
 
-    `budgets` is (B,) or (B, 1): the budget each prompt's text states (`budget_prompt`, "Think for maximum N
+    `budgets` is (B,) or (B, 1): the budget each prompt's text states (`with_budgets`, "Think for maximum N
     tokens.", L1's wording). Wrong and truncated samples get 0. Defaults are L1's (alpha 3e-4, delta 0.5,
     budgets drawn uniformly from [100, 4000] tokens). Pitfalls: alpha is per token, so it must match the
     budget scale (at 256 tokens, 3e-4 moves the reward by < 0.08: no signal); a correct answer more than
@@ -175,21 +175,13 @@ def pass_rate_rewards(correct: np.ndarray, num_tokens: np.ndarray, alpha: float)
 
 # ---------------------------------------------------------------- the budget written in the prompt (L1)
 
-def budget_prompt(prompt: str, budget: int) -> str:
-    """The user message with L1's budget sentence appended (budget_prompts.WORDINGS["l1"]).
-
-    >>> budget_prompt("Compute (3 + 8) mod 10.", 120)
-    'Compute (3 + 8) mod 10. Think for maximum 120 tokens.'
-    """
+def with_budgets(examples: Sequence[Any], low: int, high: int, seed: Sequence[int]) -> tuple[list[Any], np.ndarray]:
+    """Each example with a budget drawn uniformly from [low, high] and written into its prompt in L1's wording
+    (budget_prompts.WORDINGS["l1"]); (examples, (B,))."""
     from ray_effreason.budget_prompts import state_budget
 
-    return state_budget(prompt, budget, "l1")
-
-
-def with_budgets(examples: Sequence[Any], low: int, high: int, seed: Sequence[int]) -> tuple[list[Any], np.ndarray]:
-    """Each example with a budget drawn uniformly from [low, high] and written into its prompt; (examples, (B,))."""
     budgets = np.random.default_rng(list(seed)).integers(low, high + 1, len(examples))  # (B,)
-    return ([dataclasses.replace(example, prompt=budget_prompt(example.prompt, budget))
+    return ([dataclasses.replace(example, prompt=state_budget(example.prompt, budget, "l1"))
              for example, budget in zip(examples, budgets)], budgets)
 
 

@@ -104,12 +104,20 @@ def train_family(config: SweepConfig, members: list[Member], base: str, client: 
     so a lost node costs the steps since the last checkpoint. `others`: more jobs for the same queue, name ->
     a function that submits it and returns its id (the comparison's SFT / DPO jobs), started first."""
     submitters = dict(others or {})
-    for member in members:
-        if (Path(config.output_dir) / member.name / "final_checkpoint").exists():
-            print(f"{member.name}: already trained, skipped", flush=True)
-            continue
+    for member in untrained(members, Path(config.output_dir)):
         submitters[member.name] = functools.partial(submit_job, config, member, base, client)
     run_jobs(client, submitters, config.job_attempts, config.max_parallel_jobs, poll_s)
+
+
+def untrained(members: list[Member], output_dir: Path) -> list[Member]:
+    """The members without DIR/<member>/final_checkpoint; a trained one is said to be skipped (a rerun resumes)."""
+    pending = []
+    for member in members:
+        if (output_dir / member.name / "final_checkpoint").exists():
+            print(f"{member.name}: already trained, skipped", flush=True)
+        else:
+            pending.append(member)
+    return pending
 
 
 def run_jobs(client: Any, submitters: dict[str, Callable[[], str]], attempts: int, max_running: int | None,

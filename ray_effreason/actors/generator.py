@@ -87,9 +87,9 @@ class SeededGumbelSampler:
             self.step_logprobs.append(logits.log_softmax(dim=-1).gather(-1, chosen).squeeze(-1).cpu())
         return noisy
 
-    def row_logprobs(self, row: int, length: int) -> list[float]:
-        """The first `length` sampled tokens' log-probs of row `row`."""
-        return [float(step[row]) for step in self.step_logprobs[:length]]
+    def rows_logprobs(self) -> list[list[float]]:
+        """Per row, the log-probs of its sampled tokens, one per generation step (cut at EOS by the caller)."""
+        return torch.stack(self.step_logprobs, dim=1).tolist()  # (B, steps)
 
 
 def tokenize_prompts(tokenizer: Any, prompts: list[str], max_prompt_tokens: int,
@@ -145,10 +145,10 @@ class TransformersBackend:
                                           sampling.logprobs)
             output = self.model.generate(input_ids=input_ids, attention_mask=attention, generation_config=config,
                                          logits_processor=LogitsProcessorList([sampler]))
+            rows_logprobs = sampler.rows_logprobs() if sampling.logprobs else None
             for index, row in enumerate(output[:, width:].tolist()):
                 tokens, reason = (row[: row.index(eos) + 1], "stop") if eos in row else (row, "length")
-                logprobs = sampler.row_logprobs(index, len(tokens)) if sampling.logprobs else None
-                results.append((tokens, reason, logprobs))
+                results.append((tokens, reason, rows_logprobs[index][:len(tokens)] if rows_logprobs else None))
         return results
 
     def load_weights(self, named_tensors) -> None:
