@@ -42,8 +42,8 @@ def main() -> None:
     from ray_effreason.config_tree import from_flat
     from ray_effreason.driver import train
     from ray_effreason.eval_runner import evaluate
+    from ray_effreason.family_plots import plot_family
     from ray_effreason.presets import SWEEP_PRESETS, TRAIN_PRESETS
-    from ray_effreason.report import plot_family
     from ray_effreason.sweep import family_eval_config, family_view
     from ray_effreason.tiny_reasoner import build_tiny_reasoner
 

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ray_effreason.config import OfflineConfig, SweepConfig, check_positive, nested, option, split_list
-from ray_effreason.sweep import Member
+from ray_effreason.sweep import Member, forced_answer_config
 
 
 @dataclass(frozen=True)
@@ -216,7 +216,7 @@ class CompareConfig:
 
     methods: tuple[str, ...] = option(tuple(METHODS), "methods, comma-separated: " + ",".join(METHODS))
     values_per_method: int | None = option(None, "sweep only the first N knob values of each method (a quick run)")
-    sweep: SweepConfig = nested(_compare_sweep, hide=("alphas", "targets"))
+    sweep: SweepConfig = nested(_compare_sweep, hide=("alphas", "targets", "seeds", "forced_budgets"))
     # sft_shortest / dpo: their epochs (and dpo_beta, which the dpo method sweeps itself)
     offline: OfflineConfig = nested(OfflineConfig, hide=("dpo_beta",))
 
@@ -322,9 +322,8 @@ def run_comparison(config: CompareConfig, dashboard_url: str) -> dict[str, Any]:
     rows = comparison_rows(summary, labels, task)
     for member in of_kind("cutoff"):
         # the same harness, the base's thinking cut at the budget and the answer forced (EvalConfig.force_answer)
-        cutoff = replace(eval_config, models=(base,), names=(member.name,), base_model=member.name, force_answer=True,
-                         output_dir=str(output_dir / "eval-cutoff" / member.name),
-                         rollout=replace(eval_config.rollout, max_new_tokens=int(member.labels["value"])))
+        cutoff = forced_answer_config(eval_config, base, member.name, int(member.labels["value"]),
+                                      output_dir / "eval-cutoff" / member.name)
         rows += comparison_rows(evaluate(cutoff, labels={member.name: member.labels}),
                                 {member.name: member.labels}, task)
     for member in of_kind("prompt"):

@@ -357,6 +357,10 @@ class SweepConfig:
             "seq-mean-token-mean,seq-mean-token-sum-norm: the paper's against the length-unbiased one (PAPER.md §9)")
     targets: tuple[float, ...] = option((), "a family by token budget instead: ratios of the base's mean tokens, "
                                             "e.g. 0.8,0.6,0.4 (models target-R; alpha set by the controller)")
+    seeds: tuple[int, ...] = option((), "train every alpha once per seed (models alpha-A-seed-S) and report mean "
+                                        "± std per alpha, e.g. 0,1,2; none: one run per alpha at --seed")
+    forced_budgets: tuple[int, ...] = option((), "thinking budgets (tokens) at which the base is also evaluated "
+                                                 "with its answer forced (thinking_pays.png), e.g. 16,32,64")
     job_attempts: int = option(2, "runs per family member: a failed training job is resubmitted with --resume")
     max_parallel_jobs: int | None = option(None, "training jobs running at once (none: all submitted together, Ray "
                                                  "queues what its resources cannot fit)")
@@ -385,4 +389,12 @@ class SweepConfig:
         object.__setattr__(self, "targets", tuple(float(target) for target in split_list(self.targets)))
         if any(not target > 0 for target in self.targets) or len(set(self.targets)) != len(self.targets):
             raise ValueError(f"targets must be distinct ratios > 0, got {list(self.targets)}")
+        object.__setattr__(self, "seeds", tuple(int(seed) for seed in split_list(self.seeds)))
+        if len(set(self.seeds)) != len(self.seeds):
+            raise ValueError(f"seeds: a seed is listed twice: {list(self.seeds)}")
+        if self.seeds and self.targets:
+            raise ValueError("seeds: give --seeds with an alpha family, not with --targets")
+        object.__setattr__(self, "forced_budgets", tuple(int(budget) for budget in split_list(self.forced_budgets)))
+        if any(budget < 1 for budget in self.forced_budgets):
+            raise ValueError(f"forced_budgets must be token counts >= 1, got {list(self.forced_budgets)}")
         check_positive(self, "job_attempts", "max_parallel_jobs")

@@ -60,7 +60,9 @@ SWEEP_PRESETS: dict[str, dict[str, Any]] = {
     "paper-1.5b": _paper_sweep(_PAPER_1_5B),
     "paper-7b": _paper_sweep(_PAPER_7B),
     # 3 training jobs at once: each is a driver and 3 actors importing torch; more only contend for 2 cores
-    "tiny": {**_TINY_TRAIN, "eval_limit": 300, "eval_max_new_tokens": 256, "max_parallel_jobs": 3},
+    # the base cut at 16/32/64 tokens shows that its thinking pays (issue 11), a minute of evaluation
+    "tiny": {**_TINY_TRAIN, "eval_limit": 300, "eval_max_new_tokens": 256, "max_parallel_jobs": 3,
+             "forced_budgets": (16, 32, 64)},
 }
 
 EVAL_PRESETS: dict[str, dict[str, Any]] = {"paper": _PAPER_EVAL}
@@ -70,7 +72,7 @@ EVAL_PRESETS: dict[str, dict[str, Any]] = {"paper": _PAPER_EVAL}
 # trained models, 23 rows: docs/compare.md measures it); --values-per-method 3 trains the whole grid, as the paper
 # presets do.
 COMPARE_PRESETS: dict[str, dict[str, Any]] = {
-    name: {key: value for key, value in values.items() if key not in ("alphas", "targets")}
+    name: {key: value for key, value in values.items() if key not in ("alphas", "targets", "seeds", "forced_budgets")}
     for name, values in SWEEP_PRESETS.items()}
 COMPARE_PRESETS["tiny"]["values_per_method"] = 2
 

@@ -6,8 +6,10 @@
                  a failed job resubmitted with --resume (--job-attempts). With --targets R,...: one job
                  per token budget instead (`target-R`, alpha driven by alpha_controller.py)
     3. evaluate  the base and every final checkpoint on the task's test split (eval_runner, resumable)
+       3b        with --forced-budgets: the base again, its answer forced at each thinking budget
     4. report    summary.json (the evaluation's summary, plus "family": one entry per model, the same
-                 metric names), summary.md, pareto.png, tokens_by_level.png
+                 metric names; "family_seed_means" with --seeds, "forced_budgets"), summary.md, pareto.png,
+                 tokens_by_level.png, thinking_pays.png
 
 The tiny preset is what a newcomer runs on a laptop (2 CPU cores, minutes); `--model HF_ID --task
 numina_math` switches to the paper's settings (TrainConfig defaults) for a GPU cluster. Presets: presets.py.
@@ -69,7 +71,11 @@ def family_members(config: SweepConfig) -> list[Member]:
     if config.targets:
         return [Member(f"target-{ratio:g}", {"target": ratio}, {"target_token_ratio": ratio})
                 for ratio in config.targets]
-    members = [Member(f"alpha-{alpha:g}", {"alpha": alpha}, {"alpha": alpha}) for alpha in config.alphas]
+    if config.seeds:  # the same family under several seeds (issue 11: how stable is the RL?)
+        pairs = [{"alpha": alpha, "seed": seed} for alpha in config.alphas for seed in config.seeds]
+        members = [Member(f"alpha-{pair['alpha']:g}-seed-{pair['seed']}", pair, pair) for pair in pairs]
+    else:
+        members = [Member(f"alpha-{alpha:g}", {"alpha": alpha}, {"alpha": alpha}) for alpha in config.alphas]
     # The alpha-0 control under each asked-for loss aggregation (issue 11; PAPER.md §9: the length-unbiased
     # aggregation removed the alpha-0 shortening on 7B).
     return members + [Member(f"alpha-0-{name}", {"alpha": 0.0, "aggregation": name},
@@ -180,6 +186,74 @@ def family_view(summary: dict[str, Any], labels: dict[str, dict[str, Any]], task
     return entries
 
 
+def seed_means(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per alpha of a family trained under several seeds: mean and spread (sample std, 0 for one seed) of the
+    accuracy and the mean tokens over its seeds' models; [] for a family without seeds.
+
+    >>> rows = seed_means([{"alpha": 0.2, "seed": s, "accuracy": a, "mean_tokens": t, "n_samples": 300}
+    ...                    for s, a, t in ((0, 0.9, 40.0), (1, 0.8, 44.0))])
+    >>> [(r["alpha"], r["seeds"], round(r["accuracy"], 3), round(r["accuracy_std"], 4), r["mean_tokens"]) for r in rows]
+    [(0.2, [0, 1], 0.85, 0.0707, 42.0)]
+    """
+    import statistics
+
+    groups: dict[float, list[dict[str, Any]]] = {}
+    for entry in entries:
+        if entry.get("seed") is not None and entry.get("aggregation") is None:
+            groups.setdefault(entry["alpha"], []).append(entry)
+
+    def spread(values: list[float]) -> float:
+        return statistics.stdev(values) if len(values) > 1 else 0.0
+
+    rows = []
+    for alpha, group in sorted(groups.items()):
+        accuracy, tokens = [e["accuracy"] for e in group], [e["mean_tokens"] for e in group]
+        rows.append({"alpha": alpha, "seeds": [e["seed"] for e in group], "accuracy": statistics.fmean(accuracy),
+                     "accuracy_std": spread(accuracy), "mean_tokens": statistics.fmean(tokens),
+                     "mean_tokens_std": spread(tokens), "n_samples": sum(e["n_samples"] for e in group)})
+    return rows
+
+
+def seed_table(rows: list[dict[str, Any]]) -> str:
+    lines = ["| alpha | seeds | accuracy, mean ± std over seeds | mean tokens, mean ± std |", "|---|---|---|---|"]
+    lines += [f"| {row['alpha']:g} | {','.join(map(str, row['seeds']))} | {100 * row['accuracy']:.1f}% ± "
+              f"{100 * row['accuracy_std']:.1f} | {row['mean_tokens']:.1f} ± {row['mean_tokens_std']:.1f} |"
+              for row in rows]
+    return "\n".join(lines)
+
+
+def forced_answer_config(eval_config: EvalConfig, model: str, name: str, budget: int, output_dir: Path) -> EvalConfig:
+    """`model` on `eval_config`'s problems with its thinking cut at `budget` tokens and the answer forced
+    (EvalConfig.force_answer): the generation-cutoff baseline of the comparison and the sweep's thinking curve."""
+    return replace(eval_config, models=(model,), names=(name,), base_model=name, force_answer=True,
+                   output_dir=str(output_dir), rollout=replace(eval_config.rollout, max_new_tokens=budget))
+
+
+def forced_budget_rows(config: SweepConfig, eval_config: EvalConfig, base: str, uncut: dict[str, Any],
+                       output_dir: Path) -> list[dict[str, Any]]:
+    """Step 3b: the base evaluated at each --forced-budgets budget, plus `uncut` (its plain evaluation) as the last
+    row: budget, accuracy, n_samples, mean_tokens (a forced answer's continuation included)."""
+    from ray_effreason.eval_runner import evaluate
+
+    task = eval_config.tasks[0]
+    rows = []
+    for budget in config.forced_budgets:
+        name = f"base-forced-{budget}"
+        summary = evaluate(forced_answer_config(eval_config, base, name, budget, output_dir / name))
+        metrics = summary["models"][name][task]
+        rows.append({"budget": budget, "accuracy": metrics["accuracy"], "n_samples": metrics["n_samples"],
+                     "mean_tokens": metrics["mean_tokens"]})
+    return rows + [{"budget": eval_config.rollout.max_new_tokens, "uncut": True, "accuracy": uncut["accuracy"],
+                    "n_samples": uncut["n_samples"], "mean_tokens": uncut["mean_tokens"]}]
+
+
+def forced_table(rows: list[dict[str, Any]]) -> str:
+    lines = ["| thinking budget (tokens) | accuracy | mean tokens |", "|---|---|---|"]
+    lines += [f"| {'uncut' if row.get('uncut') else row['budget']} | {100 * row['accuracy']:.1f}% | "
+              f"{row['mean_tokens']:.1f} |" for row in rows]
+    return "\n".join(lines)
+
+
 def family_table(entries: list[dict[str, Any]], base: dict[str, Any]) -> str:
     lines = ["| model | alpha | accuracy | mean tokens | tokens vs base | tokens / min_tokens |",
              "|---|---|---|---|---|---|"]
@@ -235,27 +309,39 @@ def run_sweep(config: SweepConfig, dashboard_url: str) -> dict[str, Any]:
     names = ("base", *finals)
     eval_config = family_eval_config(config, (base, *finals.values()), names, output_dir / "eval")
     summary = evaluate(eval_config, labels=labels, loggers=config.train.loggers)
-    # ------------------------------------------------------------------ 4. report
     task = eval_config.tasks[0]
+    uncut = summary["models"]["base"][task]
+    forced = forced_budget_rows(config, eval_config, base, uncut, output_dir / "eval-forced") if config.forced_budgets \
+        else []
+    # ------------------------------------------------------------------ 4. report
     entries = family_view(summary, labels, task)
+    means = seed_means(entries)
     table = family_table(entries, entries[0])
+    if means:
+        table += "\n\nOver seeds:\n\n" + seed_table(means)
+    if forced:
+        table += "\n\nThe base with its answer forced at a thinking budget:\n\n" + forced_table(forced)
     if len(eval_config.tasks) > 1:  # the paper's table: every task, both normalizations (PAPER.md §6.1)
         from ray_effreason.report import markdown_table
 
         table += f"\n\n(the family table above is {task}; every task:)\n\n" + markdown_table(summary)
     result = {**summary, "family": entries, "family_task": task, "base_model_path": base,
+              **({"family_seed_means": means} if means else {}), **({"forced_budgets": forced} if forced else {}),
               "seconds": {"total": time.perf_counter() - started, "train": trained - started},
               "eval_dir": str(output_dir / "eval")}
     (output_dir / "summary.json").write_text(json.dumps(result, indent=2, allow_nan=False))
     (output_dir / "summary.md").write_text(table + "\n")
     log_summary(config.train.loggers, output_dir, "family", flat_scalars(
         {entry["name"]: entry for entry in entries}, "family/", skip=("by_level",)), table)
-    from ray_effreason.report import plot_family
+    from ray_effreason.family_plots import plot_family, plot_forced_budgets
 
-    plot_family(entries, output_dir / "pareto.png", output_dir / "tokens_by_level.png")
+    plots = [output_dir / "pareto.png", output_dir / "tokens_by_level.png"]
+    plot_family(entries, *plots, seed_means=means)
+    if forced:
+        plots.append(plot_forced_budgets(forced, output_dir / "thinking_pays.png"))
     print(table, flush=True)
     print(f"\nsummary: {output_dir / 'summary.json'}\ntable: {output_dir / 'summary.md'}\n"
-          f"plots: {output_dir / 'pareto.png'}, {output_dir / 'tokens_by_level.png'}", flush=True)
+          f"plots: {', '.join(map(str, plots))}", flush=True)
     return result
 
 

@@ -43,7 +43,7 @@ from ray_effreason.tasks.synthetic import SyntheticArithmetic, minimal_completio
 from ray_effreason.tiny_traces import MINIMAL, REDUNDANT_LINES, VerboseStyle, verbose_completion
 from ray_effreason.verifiers import grade_math
 
-BUILD_FORMAT = 3  # bump when the build changes in a way the config hash cannot see
+BUILD_FORMAT = 5  # bump when the build changes in a way the config hash cannot see
 SPECIAL_TOKENS = {"pad": "<|pad|>", "bos": "<|bos|>", "eos": "<|eos|>"}
 ROLE_TOKENS = ("<|system|>", "<|user|>", "<|assistant|>")
 THINK_TOKENS = ("<think>", "</think>")  # ordinary added tokens: kept when decoding with skip_special_tokens
@@ -171,9 +171,14 @@ def _length_grouped_batches(examples: Sequence[Example], tokenizer: Any, rng: ra
                             batch_size: int, group_steps: int) -> Iterator[dict[str, torch.Tensor]]:
     """Endless SFT batches of fresh verbose traces, grouped by length.
 
-    Traces run from ~15 to ~190 tokens, so a random batch is mostly padding; drawing `group_steps`
+    Traces run from ~10 to ~190 tokens, so a random batch is mostly padding; drawing `group_steps`
     batches at once, sorting them by length and shuffling the resulting batches cuts the padding
-    (and the CPU time) roughly in half without changing what is sampled.
+    (and the CPU time) roughly in half without changing what is sampled. Each batch carries
+    `loss_tokens`, the mean completion-token count of its group's batches: sft_train divides a batch's
+    summed token loss by it, so every token of the group weighs the same, as in an unsorted batch. (A
+    per-batch token mean would weigh a token of a batch of short traces, e.g. direct answers, several
+    times more than one of a batch of long ones: measured, the base then answered level-6 problems
+    directly in 46% of its samples at temperature 0.6 against the 10% of its training traces.)
     """
     while True:
         drawn = [rng.choice(examples) for _ in range(batch_size * group_steps)]
@@ -186,8 +191,9 @@ def _length_grouped_batches(examples: Sequence[Example], tokenizer: Any, rng: ra
                       key=lambda row: len(row[0]) + len(row[1]))
         batches = [rows[begin:begin + batch_size] for begin in range(0, len(rows), batch_size)]
         rng.shuffle(batches)
+        loss_tokens = sum(len(completion) for _, completion in rows) / len(batches)
         for batch in batches:
-            yield _pad_batch(batch, tokenizer.pad_token_id)
+            yield {**_pad_batch(batch, tokenizer.pad_token_id), "loss_tokens": loss_tokens}
 
 
 def sft_train(model: Qwen2ForCausalLM, tokenizer: Any, task: SyntheticArithmetic, *, steps: int, batch_size: int,
@@ -230,7 +236,9 @@ def sft_train(model: Qwen2ForCausalLM, tokenizer: Any, task: SyntheticArithmetic
     for step in range(steps):
         batch = next(minimal_batches if step < minimal_steps else
                      practice_batches if step < steps - calibration_steps else verbose_batches)
-        loss = model(**batch).loss  # HF shifts labels; mean over completion tokens
+        loss_tokens = batch.pop("loss_tokens")
+        # HF shifts labels and means over the batch's completion tokens: rescaled to the group's (see above)
+        loss = model(**batch).loss * int((batch["labels"] != -100).sum()) / loss_tokens
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -312,7 +320,7 @@ class TinyReasonerConfig:
     style: VerboseStyle = VerboseStyle()  # the base's habits: what the last `calibration_steps` train on
     # More shortcuts while practising: merged lines are a 4,000-entry lookup, learned on few examples at
     # `style`'s rate (measured: merged traces 45% correct against 96% for careful ones).
-    practice_style: VerboseStyle | None = VerboseStyle(merge_probability=0.5, direct_probability=0.05)
+    practice_style: VerboseStyle | None = VerboseStyle(merge_probability=0.5, direct_probability=0.2)
     calibration_steps: int = 400
 
     def hash(self) -> str:

@@ -16,10 +16,11 @@ beyond it, tokens it can only buy with accuracy (issue 11, "thinking that pays")
   are written as one line, `3+8-5=6`: two tokens fewer per pair of operations, but the model has to do
   a 4,000-entry lookup in one step instead of two 200-entry ones, and errs more often. A trace written
   with merged lines only is shorter than `min_tokens`, the one-operation-per-line floor.
-- **Direct answers (the extreme shortcut).** With `direct_probability` the think block is empty and the
-  answer follows at once: right for most one-operation problems once learned, a guess (about 10%) on
-  long ones. This is where adaptive compute can show: RL may answer easy problems directly and keep
-  thinking on hard ones.
+- **Direct answers (trusting the hint).** With `direct_probability` the think block is empty and the box
+  repeats the prompt's hint: a copy the tiny model learns at once, right with the task's
+  `hint_accuracy(level)` (95% on level 1 down to 70% on level 6) and wrong otherwise, so this SFT trace
+  is wrong whenever the hint is. This is where adaptive compute can show: RL may trust the hint on easy
+  problems, where it is nearly always right, and keep thinking on hard ones.
 
 Every choice is made at the first token of a line (a digit, `check`/`so`/`wait`, `</think>`) or of the
 think block, so RL can move its probability. The careful line (one operation) is the extra thinking
@@ -32,7 +33,7 @@ import random
 from dataclasses import dataclass, replace
 
 from ray_effreason.tasks.base import Example
-from ray_effreason.tasks.synthetic import expression_of, render_completion, trace_steps
+from ray_effreason.tasks.synthetic import expression_of, hint_in, render_completion, trace_steps
 
 # A trace line: (value before, the operations it applies, value after), e.g. ('3', '+8-5', '6').
 Line = tuple[str, str, str]
@@ -104,8 +105,10 @@ class VerboseStyle:
     max_per_boundary: int = 2  # cap, so a level-6 verbose trace stays under ~200 tokens
     kinds: tuple[str, ...] = ("check", "restate", "wait")  # sampled uniformly
     concise_probability: float = 0.1
-    merge_probability: float = 0.15  # P(two consecutive operations on one line): the shortcut that errs more
-    direct_probability: float = 0.03  # P(an empty think block, the answer at once): the shortcut that guesses
+    merge_probability: float = 0.05  # P(two consecutive operations on one line): the shortcut that errs more
+    # P(an empty think block and the hint boxed): the shortcut at the task's accuracy. Often enough that RL
+    # sees it in most groups of 8 at temperature 1.0; at the eval temperature 0.6 the base rarely takes it.
+    direct_probability: float = 0.1
 
     def __post_init__(self) -> None:
         for name in ("concise_probability", "merge_probability", "direct_probability"):
@@ -130,17 +133,19 @@ MINIMAL = VerboseStyle(redundancy_probability=0.0, merge_probability=0.0, direct
 # ---------------------------------------------------------------- traces
 
 def verbose_completion(example: Example, rng: random.Random, style: VerboseStyle = VerboseStyle()) -> str:
-    """A correct completion in `style`: maybe direct, maybe with merged lines, with random redundant lines.
+    """A completion in `style`: maybe direct (the hint), maybe with merged lines, with random redundant lines.
 
-    >>> example = Example(id="x", prompt="Compute (3 + 8) mod 10.", gold="1")
+    Correct unless it is direct and the hint is wrong.
+
+    >>> example = Example(id="x", prompt="Compute (3 + 8) mod 10. Hint: 7.", gold="1")
     >>> verbose_completion(example, random.Random(0), MINIMAL)
     '<think>\\n3+8=1\\n</think>\\n\\n\\\\boxed{1}'
     >>> verbose_completion(example, random.Random(0), VerboseStyle(direct_probability=1.0))
-    '<think>\\n</think>\\n\\n\\\\boxed{1}'
+    '<think>\\n</think>\\n\\n\\\\boxed{7}'
     """
     expression = expression_of(example)
     if style.direct_probability > 0 and rng.random() < style.direct_probability:
-        return render_completion(expression, [])
+        return render_completion(expression, [], answer=hint_in(example))
     concise = style.concise_probability > 0 and rng.random() < style.concise_probability
     texts: list[str] = []
     for line in trace_lines(expression, rng, style.merge_probability):

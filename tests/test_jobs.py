@@ -31,7 +31,8 @@ def tiny_sweep(local_head, tiny_model, tmp_path_factory):
     result = local_head.submit("jobs/sweep_alpha.py", "--preset", "tiny", "--model", tiny_model, "--alphas", "0,0.2",
                                "--steps", "2", "--save-every", "2", "--prompts-per-step", "4",
                                "--train-batch-size", "32", "--micro-batch-size", "8", "--max-new-tokens", "32",
-                               "--eval-limit", "6", "--eval-max-new-tokens", "32", "--output-dir", str(output))
+                               "--eval-limit", "6", "--eval-max-new-tokens", "32", "--forced-budgets", "8",
+                               "--output-dir", str(output))
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-3000:]
     assert "succeeded" in result.stdout.lower()
     return output
@@ -55,9 +56,14 @@ def test_scaled_down_sweep_runs_as_parallel_jobs_and_writes_the_report(tiny_swee
     for alpha in ("0", "0.2"):
         assert (tiny_sweep / f"alpha-{alpha}" / "final_checkpoint").exists()
         assert (tiny_sweep / f"alpha-{alpha}" / "job_id").exists()  # each alpha ran as its own Ray job
-    for name in ("pareto.png", "tokens_by_level.png"):
+    for name in ("pareto.png", "tokens_by_level.png", "thinking_pays.png"):
         assert (tiny_sweep / name).read_bytes()[:8] == PNG_HEADER and (tiny_sweep / name).stat().st_size > 10_000
     assert "| alpha |" in (tiny_sweep / "summary.md").read_text()
+    # the base again with its answer forced after 8 tokens of thinking, then the uncut base
+    forced, uncut = summary["forced_budgets"]
+    assert forced["budget"] == 8 and forced["n_samples"] == 6 and uncut["uncut"] and uncut["budget"] == 32
+    assert uncut["accuracy"] == summary["family"][0]["accuracy"]
+    assert "| thinking budget (tokens) |" in (tiny_sweep / "summary.md").read_text()
 
 
 def test_train_job_writes_metrics_rollouts_and_a_loadable_checkpoint(tiny_sweep):

@@ -129,7 +129,7 @@ def test_plot_pareto_normalized_only_needs_a_base_model(tmp_path):
 
 
 def test_plot_family_draws_intervals_labels_and_extra_points(tmp_path):
-    from ray_effreason.report import plot_family
+    from ray_effreason.family_plots import plot_family
 
     def entry(name, alpha, accuracy, tokens, **extra):
         return {"name": name, "alpha": alpha, "accuracy": accuracy, "mean_tokens": tokens, "n_samples": 300,
@@ -140,4 +140,27 @@ def test_plot_family_draws_intervals_labels_and_extra_points(tmp_path):
     others = [entry("target-0.6", 0.25, 0.88, 38.0, target=0.6)]
     plot_family(entries, tmp_path / "pareto.png", tmp_path / "levels.png", others=others)
     for name in ("pareto.png", "levels.png"):
+        assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and (tmp_path / name).stat().st_size > 10_000
+
+
+def test_plot_family_with_seeds_and_the_forced_budget_curve(tmp_path):
+    from ray_effreason.family_plots import plot_family, plot_forced_budgets
+    from ray_effreason.sweep import seed_means
+
+    def entry(name, alpha, seed, accuracy, tokens):
+        return {"name": name, "alpha": alpha, "seed": seed, "accuracy": accuracy, "mean_tokens": tokens,
+                "n_samples": 300, "by_level": {"1": {"mean_tokens": tokens / 2}, "2": {"mean_tokens": tokens}}}
+
+    entries = [entry("base", None, None, 0.9, 63.0)] + [
+        entry(f"alpha-{alpha:g}-seed-{seed}", alpha, seed, accuracy + 0.01 * seed, tokens + seed)
+        for alpha, accuracy, tokens in ((0.1, 0.95, 40.0), (0.8, 0.8, 20.0)) for seed in (0, 1, 2)]
+    means = seed_means(entries)
+    assert [(row["alpha"], row["seeds"]) for row in means] == [(0.1, [0, 1, 2]), (0.8, [0, 1, 2])]
+    assert means[0]["mean_tokens"] == pytest.approx(41.0) and means[0]["mean_tokens_std"] == pytest.approx(1.0)
+    assert means[1]["accuracy"] == pytest.approx(0.81) and means[1]["accuracy_std"] == pytest.approx(0.01)
+    plot_family(entries, tmp_path / "pareto.png", tmp_path / "levels.png", seed_means=means)
+    rows = [{"budget": 16, "accuracy": 0.3, "n_samples": 300, "mean_tokens": 40.0},
+            {"budget": 256, "uncut": True, "accuracy": 0.9, "n_samples": 300, "mean_tokens": 66.0}]
+    plot_forced_budgets(rows, tmp_path / "thinking.png")
+    for name in ("pareto.png", "levels.png", "thinking.png"):
         assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and (tmp_path / name).stat().st_size > 10_000

@@ -5,7 +5,7 @@ import math
 import pytest
 
 from ray_effreason.config import SweepConfig
-from ray_effreason.report import _level_interval
+from ray_effreason.family_plots import _level_interval
 from ray_effreason.sweep import family_members, family_table, family_view
 
 
@@ -49,3 +49,21 @@ def test_level_interval_is_the_delta_method_on_two_means():
     assert (mean, half, ratio) == (50.0, pytest.approx(9.8), 50.0)
     assert ratio_half == pytest.approx(196 * 0.5 * math.sqrt(0.02))
     assert math.isnan(_level_interval({"mean_tokens": 5.0}, None)[2])
+
+
+def test_seeds_train_every_alpha_once_per_seed():
+    members = family_members(SweepConfig(alphas=(0.0, 0.2), seeds="0,1,2"))
+    assert [member.name for member in members] == [f"alpha-{alpha}-seed-{seed}" for alpha in ("0", "0.2")
+                                                   for seed in (0, 1, 2)]
+    assert members[4].overrides == {"alpha": 0.2, "seed": 1} == members[4].labels
+    assert [member.name for member in family_members(SweepConfig(alphas=(0.2,)))] == ["alpha-0.2"]  # default: one
+
+
+def test_bad_seeds_and_forced_budgets_are_named():
+    with pytest.raises(ValueError, match="seeds: a seed is listed twice"):
+        SweepConfig(seeds="1,1")
+    with pytest.raises(ValueError, match="seeds: give --seeds with an alpha family"):
+        SweepConfig(seeds="0,1", targets="0.6")
+    with pytest.raises(ValueError, match="forced_budgets"):
+        SweepConfig(forced_budgets="16,0")
+    assert SweepConfig(forced_budgets="16, 32").forced_budgets == (16, 32)

@@ -9,13 +9,17 @@ from ray_effreason.tasks.base import DataError
 from ray_effreason.tasks.synthetic import (
     SyntheticArithmetic,
     expression_of,
+    hint_accuracy,
+    hint_in,
+    hint_of,
     minimal_completion,
+    prompt_of,
     split_of,
     trace_steps,
     write_examples,
 )
 from ray_effreason.tiny_reasoner import build_tokenizer
-from ray_effreason.tiny_traces import verbose_completion
+from ray_effreason.tiny_traces import VerboseStyle, verbose_completion
 
 
 @pytest.fixture(scope="module")
@@ -76,11 +80,25 @@ def test_min_tokens_none_without_tokenizer():
 
 def test_every_reference_trace_grades_correct(test_task):
     rng = random.Random(0)
+    thinking = VerboseStyle(direct_probability=0.0)  # a direct answer boxes the hint (test_tiny_traces)
     for example in test_task.examples:
         assert test_task.grade(minimal_completion(example), example) is True
         assert test_task.grade(example.reference, example) is True
         for _ in range(3):
-            assert test_task.grade(verbose_completion(example, rng), example) is True
+            assert test_task.grade(verbose_completion(example, rng, thinking), example) is True
+
+
+def test_hint_is_right_at_the_levels_rate_fixed_per_problem_and_a_digit():
+    examples = SyntheticArithmetic(split="train", num_examples=6000, seed=0).examples
+    for level in range(1, 7):
+        at_level = [example for example in examples if example.level == level]
+        right = sum(hint_in(example) == example.gold for example in at_level) / len(at_level)
+        assert abs(right - hint_accuracy(level)) < 0.04, (level, right)
+    assert all(hint_in(example) in "0123456789" for example in examples)
+    again = SyntheticArithmetic(split="train", num_examples=600, seed=0).examples
+    assert [e.prompt for e in again] == [e.prompt for e in examples[:600]]  # the hint is part of the problem
+    assert prompt_of("3+8") == f"Compute (3 + 8) mod 10. Hint: {hint_of('3+8')}."
+    assert expression_of(examples[0]) in examples[0].prompt.replace(" ", "")
 
 
 def test_wrong_answer_grades_false(test_task):

@@ -1,5 +1,5 @@
-"""Reference traces: redundant lines that never change a value, merged lines and direct answers that are still
-correct, lengths, the concise share."""
+"""Reference traces: redundant lines that never change a value, merged lines that are still correct, direct
+answers that box the prompt's hint (wrong exactly when the hint is), lengths, the concise share."""
 
 import random
 
@@ -9,6 +9,7 @@ from ray_effreason.tasks.synthetic import (
     SyntheticArithmetic,
     count_tokens,
     expression_of,
+    hint_in,
     minimal_completion,
     trace_steps,
 )
@@ -87,14 +88,22 @@ def test_unknown_kind_or_bad_probability_raises_listing_valid():
         VerboseStyle(concise_probability=1.5)
 
 
-def test_every_trace_of_the_default_style_is_correct_and_shortcuts_appear_at_their_rates(test_task):
+def test_thinking_traces_are_correct_direct_ones_box_the_hint_and_shortcuts_appear_at_their_rates(test_task):
     rng = random.Random(4)
-    style = VerboseStyle()
-    texts = [verbose_completion(example, rng, style) for _ in range(4) for example in test_task.examples]
-    assert all(grade_math(text, example.gold) for text, example in zip(texts, test_task.examples * 4))
+    style = VerboseStyle(merge_probability=0.15, direct_probability=0.1)
+    examples = test_task.examples * 4
+    texts = [verbose_completion(example, rng, style) for example in examples]
     profiles = [trace_profile(text) for text in texts]
+    for text, example, profile in zip(texts, examples, profiles):
+        if profile["direct"]:
+            assert text.endswith(f"\\boxed{{{hint_in(example)}}}")
+            assert grade_math(text, example.gold) == (hint_in(example) == example.gold)
+        else:
+            assert grade_math(text, example.gold), text
     direct = sum(profile["direct"] for profile in profiles) / len(profiles)
     assert abs(direct - style.direct_probability) < 0.03
+    wrong = sum(not grade_math(text, example.gold) for text, example in zip(texts, examples)) / len(texts)
+    assert 0 < wrong < direct  # only a direct trace with a wrong hint
     # a merged line covers two operations; merges happen only where two operations are left
     lines = [profile for profile in profiles if not profile["direct"]]
     merged_share = sum(p["merged"] for p in lines) / sum(p["lines"] for p in lines)

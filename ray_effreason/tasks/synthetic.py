@@ -24,11 +24,21 @@ in a 200-entry table of the three tokens just before `=`; `a` is the last digit 
 follows, in the prompt, the last `op b` of the trace (an induction-head copy; that is why pairs do not
 repeat within a problem, and why the prompt spaces its operators, see `prompt_of`).
 
-Only the boxed answer is graded, so a completion may take shortcuts: two operations on one line
-(`3+8-5=6`) or no thinking at all. `min_tokens` is the length of the minimal trace above, the careful
-floor (one operation per line); a shortcut trace can be shorter, and is wrong more often. The tiny
-reasoner's SFT traces (tiny_traces.py, not a fact of the task) mix careful lines, shortcuts and pure
-redundancy, so that RL has tokens to drop for free and tokens it can only buy with accuracy (issue 11).
+Hint. The prompt ends with a hint, `Compute (3 + 8 - 5 + 9) mod 10. Hint: 5.`, that is the answer with
+probability `hint_accuracy(level)` (0.95 at level 1, 0.05 less per level: a hunch is more often right on
+an easy problem) and another digit otherwise, fixed per problem by a hash. Answering with the hint is the
+shortcut whose error rate the task sets, not the model's skill: the tiny model cannot compute a long
+chain in one forward pass, but it can copy a digit, so "trust the hunch" (a handful of tokens) against
+"work it out" (`min_tokens` and up) is a choice between a known accuracy and a known length. Thinking
+pays by exactly `1 - hint_accuracy(level)` on each level, most on the hard ones. (Added for issue 11:
+without it, the tiny model's own shortcuts were so inaccurate that RL dropped them at every alpha and
+the family paid no price in accuracy; docs/sweep.md has the numbers.)
+
+Only the boxed answer is graded, so a completion may take shortcuts: the hint, two operations on one
+line (`3+8-5=6`) or a guess. `min_tokens` is the length of the minimal trace above, the careful floor
+(one operation per line); a shortcut trace can be shorter, and is wrong more often. The tiny reasoner's
+SFT traces (tiny_traces.py, not a fact of the task) mix careful lines, shortcuts and pure redundancy, so
+that RL has tokens to drop for free and tokens it can only buy with accuracy (issue 11).
 
 Splits. A quarter of each level's problems, chosen by a hash of the expression, are test problems;
 the rest are train problems, so the splits are disjoint by construction.
@@ -52,6 +62,7 @@ TEST_BUCKETS = 4  # a quarter of the problems of each level are test problems
 ENUMERATE_UP_TO = 100_000  # levels with at most this many problems are enumerated, larger ones sampled
 DEFAULT_NUM_EXAMPLES = {"train": 10_000, "test": 300}
 PROMPT_PATTERN = re.compile(r"Compute \(([0-9+\- ]+)\) mod 10\.")
+HINT_PATTERN = re.compile(r"Hint: ([0-9])\.")
 
 
 # ---------------------------------------------------------------- problems and traces
@@ -84,21 +95,54 @@ def step_line(step: tuple[str, str, str, str]) -> str:
     return f"{first}{operator}{second}={result}"
 
 
-def render_completion(expression: str, lines: Sequence[str]) -> str:
-    """The chat completion (without EOS, which is a token the trainer appends): think block + box."""
+def render_completion(expression: str, lines: Sequence[str], answer: str | None = None) -> str:
+    """The chat completion (without EOS, which is a token the trainer appends): think block + box.
+
+    The box holds `answer`, by default the value of the expression.
+    """
     body = "".join(f"{line}\n" for line in lines)
-    return f"<think>\n{body}</think>\n\n\\boxed{{{answer_of(expression)}}}"
+    return f"<think>\n{body}</think>\n\n\\boxed{{{answer_of(expression) if answer is None else answer}}}"
+
+
+def hint_accuracy(level: int) -> float:
+    """P(the prompt's hint is the answer) on `level`: 0.95 at level 1, 0.05 less per level, at least 0.5.
+
+    >>> [round(hint_accuracy(level), 2) for level in (1, 2, 6, 12)]
+    [0.95, 0.9, 0.7, 0.5]
+    """
+    return max(0.5, 1.0 - 0.05 * level)
+
+
+def hint_of(expression: str) -> str:
+    """The hint the prompt gives: the answer with probability `hint_accuracy(level)`, else another digit.
+
+    Fixed per problem (a hash of the expression), so a problem's prompt never changes.
+
+    >>> answer_of("3+8-5+9"), hint_of("3+8-5+9")
+    ('5', '5')
+    """
+    draw = _hash(f"hint:{expression}")
+    answer = int(answer_of(expression))
+    if (draw % 10_000) / 10_000 < hint_accuracy(len(expression) // 2):
+        return str(answer)
+    return str((answer + 1 + (draw // 10_000) % 9) % 10)
 
 
 def prompt_of(expression: str) -> str:
-    """The user message. Spaced operators (` +` is another token than the trace's `+`) keep the prompt's
-    `op b` pairs apart from their copies in the trace, so "what follows this pair in the prompt" has
-    one answer however often a verbose trace repeats a step.
+    """The user message: the problem and its hint. Spaced operators (` +` is another token than the
+    trace's `+`) keep the prompt's `op b` pairs apart from their copies in the trace, so "what follows
+    this pair in the prompt" has one answer however often a verbose trace repeats a step.
 
     >>> prompt_of("3+8-5+9")
-    'Compute (3 + 8 - 5 + 9) mod 10.'
+    'Compute (3 + 8 - 5 + 9) mod 10. Hint: 5.'
     """
-    return f"Compute ({' '.join(expression)}) mod 10."
+    return f"Compute ({' '.join(expression)}) mod 10. Hint: {hint_of(expression)}."
+
+
+def hint_in(example: Example) -> str | None:
+    """The hint stated in the example's prompt (None for a prompt without one, e.g. a hand-written file)."""
+    match = HINT_PATTERN.search(example.prompt)
+    return None if match is None else match.group(1)
 
 
 def expression_of(example: Example) -> str:
@@ -112,7 +156,7 @@ def expression_of(example: Example) -> str:
 def minimal_completion(example: Example) -> str:
     """The shortest correct completion: one line per operation.
 
-    >>> minimal_completion(Example(id="x", prompt="Compute (3 + 8 - 5 + 9) mod 10.", gold="5"))
+    >>> minimal_completion(Example(id="x", prompt="Compute (3 + 8 - 5 + 9) mod 10. Hint: 5.", gold="5"))
     '<think>\\n3+8=1\\n1-5=6\\n6+9=5\\n</think>\\n\\n\\\\boxed{5}'
     """
     expression = expression_of(example)
