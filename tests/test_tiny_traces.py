@@ -17,7 +17,7 @@ from ray_effreason.tiny_reasoner import build_tokenizer
 from ray_effreason.tiny_traces import REDUNDANT_LINES, VerboseStyle, trace_profile, verbose_completion
 from ray_effreason.verifiers import grade_math
 
-REDUNDANCY_ONLY = VerboseStyle(merge_probability=0.0, direct_probability=0.0)
+REDUNDANCY_ONLY = VerboseStyle(merge_probability=0.0, direct_probability=0.0, habit_lines=0)
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +56,7 @@ def test_verbose_traces_average_over_twice_minimal_with_wide_spread(tokenizer, t
 
 
 def test_no_redundancy_style_gives_minimal_completion(test_task):
-    style = VerboseStyle(redundancy_probability=0.0)
+    style = VerboseStyle(redundancy_probability=0.0, habit_lines=0, direct_probability=0.0, merge_probability=0.0)
     for example in test_task.examples[:30]:
         assert verbose_completion(example, random.Random(0), style) == minimal_completion(example)
 
@@ -64,7 +64,7 @@ def test_no_redundancy_style_gives_minimal_completion(test_task):
 def test_concise_share_of_verbose_traces(test_task):
     examples = [example for example in test_task.examples if example.level >= 3][:100]
     rng = random.Random(3)
-    always = VerboseStyle(concise_probability=1.0, merge_probability=0.0, direct_probability=0.0)
+    always = VerboseStyle(concise_probability=1.0, merge_probability=0.0, direct_probability=0.0)  # rechecks too
     assert all(verbose_completion(example, rng, always) == minimal_completion(example) for example in examples)
     default = REDUNDANCY_ONLY
     draws = [verbose_completion(example, rng, default) == minimal_completion(example)
@@ -111,9 +111,27 @@ def test_thinking_traces_are_correct_direct_ones_box_the_hint_and_shortcuts_appe
 
 
 def test_merged_lines_apply_two_operations_and_shorten_the_trace_below_min_tokens(tokenizer, test_task):
-    merged = VerboseStyle(redundancy_probability=0.0, merge_probability=1.0, direct_probability=0.0)
+    merged = VerboseStyle(redundancy_probability=0.0, merge_probability=1.0, direct_probability=0.0, habit_lines=0)
     examples = [example for example in test_task.examples if example.level == 6][:20]
     texts = [verbose_completion(example, random.Random(0), merged) for example in examples]
     assert all(trace_profile(text) == {"direct": 0, "lines": 3, "merged": 3, "redundant": 0} for text in texts)
     counts = count_tokens(texts, tokenizer)
     assert all(count == example.min_tokens - 12 for count, example in zip(counts, examples))  # 4 tokens per merge
+
+
+def test_rechecks_repeat_the_careful_solution_up_to_the_habit_mostly_on_easy_levels(tokenizer, test_task):
+    style = VerboseStyle(merge_probability=0.0, direct_probability=0.0, redundancy_probability=0.0)
+    rng = random.Random(5)
+    ratios = {}
+    for example in test_task.examples:
+        text = verbose_completion(example, rng, style)
+        minimal = minimal_completion(example).split("\n")[1:-3]  # the step lines
+        think = text.split("</think>")[0].split("\n")[1:-1]
+        rounds = (len(think) - len(minimal)) // len(minimal)
+        assert think[:len(minimal)] == minimal and len(think) == len(minimal) * (1 + rounds) <= max(
+            len(minimal), style.habit_lines)
+        assert think[len(minimal):] == [f"again: {line}" for line in minimal] * rounds
+        assert grade_math(text, example.gold) and trace_profile(text)["redundant"] == rounds * len(minimal)
+        ratios.setdefault(example.level, []).append(count_tokens([text], tokenizer)[0] / example.min_tokens)
+    mean = {level: sum(values) / len(values) for level, values in ratios.items()}
+    assert mean[1] > 3.0 and mean[1] > 1.5 * mean[6]  # level 1 thinks several times over, level 6 once at most

@@ -25,8 +25,8 @@ follows, in the prompt, the last `op b` of the trace (an induction-head copy; th
 repeat within a problem, and why the prompt spaces its operators, see `prompt_of`).
 
 Hint. The prompt ends with a hint, `Compute (3 + 8 - 5 + 9) mod 10. Hint: 5.`, that is the answer with
-probability `hint_accuracy(level)` (0.95 at level 1, 0.05 less per level: a hunch is more often right on
-an easy problem) and another digit otherwise, fixed per problem by a hash. Answering with the hint is the
+probability `hint_accuracy(level)` (1 on level 1, 0.05 less per level: a hunch is more often right on an
+easy problem) and another digit otherwise, fixed per problem by a hash. Answering with the hint is the
 shortcut whose error rate the task sets, not the model's skill: the tiny model cannot compute a long
 chain in one forward pass, but it can copy a digit, so "trust the hunch" (a handful of tokens) against
 "work it out" (`min_tokens` and up) is a choice between a known accuracy and a known length. Thinking
@@ -105,12 +105,12 @@ def render_completion(expression: str, lines: Sequence[str], answer: str | None 
 
 
 def hint_accuracy(level: int) -> float:
-    """P(the prompt's hint is the answer) on `level`: 0.95 at level 1, 0.05 less per level, at least 0.5.
+    """P(the prompt's hint is the answer) on `level`: always on level 1, 0.05 less per level, at least 0.5.
 
     >>> [round(hint_accuracy(level), 2) for level in (1, 2, 6, 12)]
-    [0.95, 0.9, 0.7, 0.5]
+    [1.0, 0.95, 0.75, 0.5]
     """
-    return max(0.5, 1.0 - 0.05 * level)
+    return max(0.5, min(1.0, 1.05 - 0.05 * level))
 
 
 def hint_of(expression: str) -> str:
