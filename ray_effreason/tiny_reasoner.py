@@ -40,10 +40,10 @@ from ray_effreason.evaluation import sample_metrics
 from ray_effreason.progress import Progress
 from ray_effreason.tasks.base import MATH_INSTRUCTION, Example, render_prompt
 from ray_effreason.tasks.synthetic import SyntheticArithmetic, minimal_completion, prompt_of
-from ray_effreason.tiny_traces import MINIMAL, RECHECK_PREFIX, REDUNDANT_LINES, VerboseStyle, verbose_completion
+from ray_effreason.tiny_traces import MINIMAL, REDUNDANT_LINES, VerboseStyle, verbose_completion
 from ray_effreason.verifiers import grade_math
 
-BUILD_FORMAT = 6  # bump when the build changes in a way the config hash cannot see
+BUILD_FORMAT = 7  # bump when the build changes in a way the config hash cannot see
 SPECIAL_TOKENS = {"pad": "<|pad|>", "bos": "<|bos|>", "eos": "<|eos|>"}
 ROLE_TOKENS = ("<|system|>", "<|user|>", "<|assistant|>")
 THINK_TOKENS = ("<think>", "</think>")  # ordinary added tokens: kept when decoding with skip_special_tokens
@@ -61,7 +61,7 @@ CHAT_TEMPLATE = (
 def _tokenizer_corpus() -> list[str]:
     """Texts whose pieces should be single tokens: the prompt, every trace line kind, the instruction."""
     example = Example(id="corpus", prompt=prompt_of("3+8-5+9"), gold="5")
-    lines = [make_line(("1", "-5+3", "9")) for make_line in REDUNDANT_LINES.values()] + [RECHECK_PREFIX + "1-5=6"]
+    lines = [make_line(("1", "-5+3", "9")) for make_line in REDUNDANT_LINES.values()]
     words = [word.strip(",.") for text in [MATH_INSTRUCTION, *lines] for word in text.split()]
     return [example.prompt, minimal_completion(example), MATH_INSTRUCTION, "Question:", *lines,
             *(" " + word for word in words if word.isalpha())]

@@ -12,12 +12,14 @@ beyond it, tokens it can only buy with accuracy (issue 11, "thinking that pays")
   restatement ("so far 3+8=1") or a wait detour that returns to the same value ("wait, is it 1? again
   3+8=1"). It repeats the line above and ends with it, so it never changes a value, hence never the
   answer, and the next line reads the same local context as in a minimal trace.
-- **Rechecks (overthinking easy problems).** The base has a habit of thinking for about `habit_lines`
-  lines whatever the problem, as reasoning models think long even on 2+3 (Chen et al. 2024, "Do NOT
-  think that much for 2+3=?"): while a whole round fits in the habit, a coin (`recheck_probability`)
-  may add the solution once more, each line prefixed `again: `. Pure waste, and most of it on the
-  easy levels (a level-1 round is one line; a level-5 trace is past the habit already), which is
-  where the paper finds RL cuts most.
+- **A habit of length (overthinking easy problems).** The base thinks for about `habit_lines` lines
+  whatever the problem, as reasoning models think long even on 2+3 (Chen et al. 2024, "Do NOT think
+  that much for 2+3=?"): at the last line's boundary, while the think block is shorter than the habit,
+  a coin (`habit_probability`) adds one more redundant line of the last line. Pure waste, most of it on
+  the easy levels (a level-5 trace is past the habit already), and, like the redundancy of a long
+  trace, one decision per line, so RL can drop it as fast. (Repeating the whole solution instead,
+  `again: 3+8=1` rounds, broke the "a is the last digit written" rule the model relies on: measured,
+  base accuracy fell from 96% to 58%.)
 - **Merged lines (a shortcut that costs accuracy).** With `merge_probability` two consecutive operations
   are written as one line, `3+8-5=6`: two tokens fewer per pair of operations, but the model has to do
   a 4,000-entry lookup in one step instead of two 200-entry ones, and errs more often. A trace written
@@ -115,13 +117,13 @@ class VerboseStyle:
     # P(an empty think block and the hint boxed): the shortcut at the task's accuracy. Often enough that RL
     # sees it in most groups of 8 at temperature 1.0; at the eval temperature 0.6 the base rarely takes it.
     direct_probability: float = 0.1
-    # P(one more round of the solution) while it fits in `habit_lines` lines (0: no rechecks). 0.9 and 12:
-    # level-1 traces ~4.6x min_tokens against ~2.7x on level 6 (the redundant lines alone: ~1.9x against 2.7x)
-    recheck_probability: float = 0.9
-    habit_lines: int = 12
+    # P(one more redundant line at the last boundary) while the think block has fewer than `habit_lines`
+    # lines (0: no habit).
+    habit_probability: float = 0.9
+    habit_lines: int = 10  # with 0.9: level-1 traces ~4.5x min_tokens, level-6 ones ~2.5x (measured on 600)
 
     def __post_init__(self) -> None:
-        for name in ("concise_probability", "merge_probability", "direct_probability", "recheck_probability"):
+        for name in ("concise_probability", "merge_probability", "direct_probability", "habit_probability"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
         if not 0.0 <= self.redundancy_probability < 1.0:
@@ -135,7 +137,6 @@ class VerboseStyle:
 
 
 MINIMAL = VerboseStyle(redundancy_probability=0.0, merge_probability=0.0, direct_probability=0.0, habit_lines=0)
-RECHECK_PREFIX = "again: "
 
 
 # ---------------------------------------------------------------- traces
@@ -162,16 +163,14 @@ def verbose_completion(example: Example, rng: random.Random, style: VerboseStyle
             if rng.random() >= style.redundancy_probability:
                 break
             texts.append(REDUNDANT_LINES[rng.choice(style.kinds)](line))
-    rounds = [line_text(step) for step in trace_lines(expression, rng, 0.0)]  # a recheck is careful
-    while (not concise and len(texts) + len(rounds) <= style.habit_lines
-           and style.recheck_probability > 0 and rng.random() < style.recheck_probability):
-        texts += [RECHECK_PREFIX + line for line in rounds]
+    while (not concise and len(texts) < style.habit_lines and style.habit_probability > 0
+           and rng.random() < style.habit_probability):
+        texts.append(REDUNDANT_LINES[rng.choice(style.kinds)](line))  # `line`: the last one
     return render_completion(expression, texts)
 
 
 def trace_profile(text: str) -> dict[str, int]:
-    """Count what a synthetic completion is made of: operation lines, merged ones, redundant ones (rechecks
-    included), direct.
+    """Count what a synthetic completion is made of: operation lines, merged ones, redundant ones, direct.
 
     >>> trace_profile("<think>\\n3+8-5=6\\ncheck: 3+8-5=6\\n6+9=5\\n</think>\\n\\n\\\\boxed{5}")
     {'direct': 0, 'lines': 2, 'merged': 1, 'redundant': 1}
@@ -180,7 +179,7 @@ def trace_profile(text: str) -> dict[str, int]:
     """
     think = text.split("</think>")[0].split("<think>")[-1]
     rows = [row for row in think.split("\n") if row.strip()]
-    redundant = [row for row in rows if row.split(" ")[0].rstrip(",:") in ("check", "so", "wait", "again")]
+    redundant = [row for row in rows if row.split(" ")[0].rstrip(",:") in ("check", "so", "wait")]
     operation_rows = [row for row in rows if row not in redundant]
     merged = [row for row in operation_rows if sum(row.split("=")[0].count(op) for op in "+-") >= 2]
     return {"direct": int("</think>" in text and not rows), "lines": len(operation_rows), "merged": len(merged),
