@@ -14,6 +14,8 @@ from matplotlib.figure import Figure
 
 from ray_effreason.evaluation import wilson_interval
 
+MODEL_COLORS = ("C0", "C1", "C2", "C4", "C5", "C6", "C7", "C8", "C9")  # matplotlib's cycle less C3: red is the base
+
 
 def _family_label(entry: dict[str, Any]) -> str:
     if entry.get("target") is not None:
@@ -70,7 +72,7 @@ def plot_family(entries: Sequence[dict[str, Any]], pareto_path: str | Path, leve
         draw(family, "o-", "tab:blue", "RL family (95% Wilson intervals)")
     draw(base, "*", "tab:red", "base model", size=14)
     for index, entry in enumerate(others):
-        draw([entry], "D", f"C{(index + 2) % 10}", _family_label(entry), size=8)
+        draw([entry], "D", MODEL_COLORS[(index + 2) % len(MODEL_COLORS)], _family_label(entry), size=8)
     # labels alternate above/below and carry an offset that grows when two points are close in x
     labelled = [*family, *base, *others]
     span = max(entry["mean_tokens"] for entry in labelled) - min(entry["mean_tokens"] for entry in labelled) or 1.0
@@ -84,6 +86,7 @@ def plot_family(entries: Sequence[dict[str, Any]], pareto_path: str | Path, leve
     floor = next((entry.get("mean_min_tokens") for entry in labelled if entry.get("mean_min_tokens")), None)
     if floor:
         axes.axvline(floor, color="gray", linestyle=":", label="min-tokens floor (shortest correct trace)")
+    axes.margins(x=0.1)  # room for the labels of the outermost points
     axes.set_xlabel("mean generated tokens per sample (all samples)")
     axes.set_ylabel("accuracy (%)")
     lowest = min(100 * wilson_interval(entry["accuracy"] * entry["n_samples"], entry["n_samples"])[0]
@@ -127,23 +130,25 @@ def _plot_family_levels(entries: Sequence[dict[str, Any]], path: str | Path) -> 
         points = [_level_interval(entry["by_level"][level], base["by_level"].get(level) if base else None)
                   for level in levels]
         style = "*--" if entry["name"] == "base" else "o-"
-        color = "tab:red" if entry["name"] == "base" else f"C{index % 10}"
+        color = "tab:red" if entry["name"] == "base" else MODEL_COLORS[index % len(MODEL_COLORS)]
         tokens_axes.errorbar(xs, [point[0] for point in points], yerr=[point[1] for point in points], fmt=style,
                              color=color, capsize=2, markersize=5, label=_family_label(entry))
         if entry["name"] != "base" and base is not None:
             ratio_axes.errorbar(xs, [point[2] for point in points], yerr=[point[3] for point in points], fmt=style,
                                 color=color, capsize=2, markersize=5, label=_family_label(entry))
+    handles, names = tokens_axes.get_legend_handles_labels()
     tokens_axes.set_xlabel("difficulty level (operations per problem)")
     tokens_axes.set_ylabel("mean generated tokens per sample")
     tokens_axes.set_title("tokens by level (95% intervals)")
-    ratio_axes.axhline(100, color="tab:red", linestyle="--", linewidth=1, label="base")
+    ratio_axes.axhline(100, color="tab:red", linestyle="--", linewidth=1)
     ratio_axes.set_xlabel("difficulty level (operations per problem)")
     ratio_axes.set_ylabel("mean tokens, % of the base's on that level")
     ratio_axes.set_title("where tokens are cut (lower = larger cut)")
     for axes in (tokens_axes, ratio_axes):
         axes.grid(alpha=0.3)
-        axes.legend(fontsize=7)
-    figure.tight_layout()
+    # one legend for both panels, below them, so it covers no line
+    figure.legend(handles, names, loc="lower center", ncol=min(len(names), 8), fontsize=8, frameon=False)
+    figure.tight_layout(rect=(0, 0.07, 1, 1))
     figure.savefig(path, dpi=120)
 
 

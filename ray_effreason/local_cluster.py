@@ -129,12 +129,32 @@ def sweep(dashboard_port: int, num_cpus: int | None, flags: list[str]) -> int:
     # reasoner's cache defaults to runs/tiny_reasoner beside it (sweep.base_cache): built once per checkout.
     if "--output-dir" not in flags:
         flags = ["--output-dir", str(REPO / "runs" / "sweep"), *flags]
+    flags = absolute_paths(flags, ("--output-dir", "--base-cache"))
     print(f"Watch it in the Ray dashboard: http://127.0.0.1:{dashboard_port} (Jobs tab: one job per alpha)")
     code = submit(dashboard_port, ["jobs/sweep_alpha.py", *flags])
     output_dir = Path(flags[flags.index("--output-dir") + 1])
     if code == 0 and (output_dir / "summary.md").exists():
         print(f"\nResults in {output_dir}:\n" + (output_dir / "summary.md").read_text())
     return code
+
+
+def absolute_paths(flags: list[str], names: tuple[str, ...]) -> list[str]:
+    """`flags` with the values of the path flags `names` made absolute (against this process's directory):
+    a relative one would land in the job's uploaded copy of the repo, and go away with it.
+
+    >>> absolute_paths(["--output-dir", "/abs", "--alphas", "0"], ("--output-dir",))
+    ['--output-dir', '/abs', '--alphas', '0']
+    >>> absolute_paths(["--base-cache=runs/x"], ("--base-cache",))[0] == f"--base-cache={Path('runs/x').resolve()}"
+    True
+    """
+    resolved = list(flags)
+    for index, flag in enumerate(resolved):
+        name, equals, value = flag.partition("=")
+        if name in names and equals:
+            resolved[index] = f"{name}={Path(value).resolve()}"
+        elif flag in names and index + 1 < len(resolved):
+            resolved[index + 1] = str(Path(resolved[index + 1]).resolve())
+    return resolved
 
 
 def parse_arguments(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
