@@ -143,7 +143,7 @@ def plot_comparison(rows: Sequence[dict[str, Any]], path: str | Path) -> Path:
     from matplotlib import colormaps
     from matplotlib.figure import Figure
 
-    from ray_effreason.evaluation import wilson_interval
+    from ray_effreason.family_plots import wilson_error_bars
     from ray_effreason.report import pareto_front
 
     figure = Figure(figsize=(12.5, 5.2))
@@ -159,11 +159,9 @@ def plot_comparison(rows: Sequence[dict[str, Any]], path: str | Path) -> Path:
             if not points:
                 continue
             xs, ys = [row["mean_tokens"] for row in points], [100 * row["accuracy"] for row in points]
-            bounds = [wilson_interval(row["accuracy"] * row["n_samples"], row["n_samples"]) for row in points]
-            errors = [[y - 100 * low for y, (low, _) in zip(ys, bounds)],
-                      [100 * high - y for y, (_, high) in zip(ys, bounds)]]
             base = method == "base"
-            axes.errorbar(xs, ys, yerr=errors, fmt="*" if base else markers[index % len(markers)] + "-",
+            axes.errorbar(xs, ys, yerr=wilson_error_bars(points),
+                          fmt="*" if base else markers[index % len(markers)] + "-",
                           color="black" if base else palette(index % 20), capsize=3, markersize=13 if base else 6,
                           label=method, zorder=3)
         in_view = [index for index in front if rows[index] in shown]

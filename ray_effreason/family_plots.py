@@ -17,6 +17,19 @@ from ray_effreason.evaluation import wilson_interval
 MODEL_COLORS = ("C0", "C1", "C2", "C4", "C5", "C6", "C7", "C8", "C9")  # matplotlib's cycle less C3: red is the base
 
 
+def wilson_error_bars(rows: Sequence[dict[str, Any]]) -> list[list[float]]:
+    """matplotlib's `yerr` (below, above), in accuracy points, of each row's 95% Wilson interval (rows with
+    `accuracy` and `n_samples`).
+
+    >>> [[round(value, 2) for value in side] for side in wilson_error_bars([{"accuracy": 0.9, "n_samples": 300}])]
+    [[3.92], [2.91]]
+    """
+    bounds = [wilson_interval(row["accuracy"] * row["n_samples"], row["n_samples"]) for row in rows]
+    # max(0, ...): at 0% or 100% the interval's own bound sits on the point, up to float rounding
+    return [[max(0.0, 100 * (row["accuracy"] - low)) for row, (low, _) in zip(rows, bounds)],
+            [max(0.0, 100 * (high - row["accuracy"])) for row, (_, high) in zip(rows, bounds)]]
+
+
 def _family_label(entry: dict[str, Any]) -> str:
     if entry.get("target") is not None:
         alpha = entry.get("alpha")
@@ -51,11 +64,8 @@ def plot_family(entries: Sequence[dict[str, Any]], pareto_path: str | Path, leve
             return
         xs = [entry["mean_tokens"] for entry in points]
         ys = [100 * entry["accuracy"] for entry in points]
-        bounds = [wilson_interval(entry["accuracy"] * entry["n_samples"], entry["n_samples"]) for entry in points]
-        # max(0, ...): at 0% or 100% the interval's own bound sits on the point, up to float rounding
-        errors = [[max(0.0, y - 100 * low) for y, (low, _) in zip(ys, bounds)],
-                  [max(0.0, 100 * high - y) for y, (_, high) in zip(ys, bounds)]]
-        axes.errorbar(xs, ys, yerr=errors, fmt=style, color=color, markersize=size, capsize=3, label=label)
+        axes.errorbar(xs, ys, yerr=wilson_error_bars(points), fmt=style, color=color, markersize=size, capsize=3,
+                      label=label)
 
     level_models = family  # tokens by level: every model, or one seed's with --seeds
     if seed_means:
@@ -161,10 +171,8 @@ def plot_forced_budgets(rows: Sequence[dict[str, Any]], path: str | Path) -> Pat
     rows = sorted(rows, key=lambda row: row["budget"])
     xs = [row["budget"] for row in rows]
     ys = [100 * row["accuracy"] for row in rows]
-    bounds = [wilson_interval(row["accuracy"] * row["n_samples"], row["n_samples"]) for row in rows]
-    errors = [[max(0.0, y - 100 * low) for y, (low, _) in zip(ys, bounds)],
-              [max(0.0, 100 * high - y) for y, (_, high) in zip(ys, bounds)]]
-    axes.errorbar(xs, ys, yerr=errors, fmt="o-", color="tab:red", capsize=3, label="base (95% Wilson intervals)")
+    axes.errorbar(xs, ys, yerr=wilson_error_bars(rows), fmt="o-", color="tab:red", capsize=3,
+                  label="base (95% Wilson intervals)")
     for row, x, y in zip(rows, xs, ys):
         axes.annotate("uncut" if row.get("uncut") else f"{row['budget']}", (x, y), textcoords="offset points",
                       xytext=(4, -12), fontsize=8)

@@ -157,15 +157,20 @@ def verbose_completion(example: Example, rng: random.Random, style: VerboseStyle
         return render_completion(expression, [], answer=hint_in(example))
     concise = style.concise_probability > 0 and rng.random() < style.concise_probability
     texts: list[str] = []
-    for line in trace_lines(expression, rng, style.merge_probability):
+
+    def redundant(line: Line) -> str:
+        return REDUNDANT_LINES[rng.choice(style.kinds)](line)
+
+    lines = trace_lines(expression, rng, style.merge_probability)
+    for line in lines:
         texts.append(line_text(line))
         for _ in range(0 if concise else style.max_per_boundary):
             if rng.random() >= style.redundancy_probability:
                 break
-            texts.append(REDUNDANT_LINES[rng.choice(style.kinds)](line))
+            texts.append(redundant(line))
     while (not concise and len(texts) < style.habit_lines and style.habit_probability > 0
            and rng.random() < style.habit_probability):
-        texts.append(REDUNDANT_LINES[rng.choice(style.kinds)](line))  # `line`: the last one
+        texts.append(redundant(lines[-1]))
     return render_completion(expression, texts)
 
 
