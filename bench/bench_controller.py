@@ -1,13 +1,14 @@
 """Ask for a budget, not an alpha: the controller's runs beside the fixed-alpha family, on the built-in task.
 
     make sweep                                     # the fixed-alpha family: runs/sweep/summary.json
-    .venv/bin/python bench/bench_controller.py     # + two controller runs, evaluated the same way
+    .venv/bin/python bench/bench_controller.py     # + three controller runs, evaluated the same way
 
-Two runs from the tiny base (the tiny preset, no alpha given): `--target-token-ratio 0.6` (alpha driven
-toward 60% of the base's mean tokens on the training prompts) and `--accuracy-floor F` (alpha rises while
-the batch accuracy holds F). Both are evaluated with the sweep's evaluation (300 test problems, the same
-seeds, temperature 0.6), and drawn on the family's accuracy-vs-tokens plot. Writes docs/controller.md and
-docs/controller.png (numbers measured, with the command).
+Five runs from the tiny base (the tiny preset, no alpha given), each evaluated with the sweep's evaluation
+(300 test problems, the same seeds, temperature 0.6) and drawn on the family's accuracy-vs-tokens plot:
+`--target-token-ratio R` and `--accuracy-floor F` under the default PID controller reading its probe (64
+held-out prompts at temperature 0.6; alpha_controller.py), the same two under plain dual ascent (LACONIC's,
+Leash's and A-DLP's update: K_p = K_d = 0, K_i 0.05 / 1.0, from alpha 0.2), and dual ascent reading the training
+batch (temperature 1.0). Writes docs/controller.md and docs/controller.png (numbers measured, with the command).
 """
 
 from __future__ import annotations
@@ -19,6 +20,9 @@ from dataclasses import replace
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+# The controller before its proportional and derivative terms (session 6): projected dual ascent from alpha 0.2.
+DUAL_ASCENT = {"controller_kp": 0.0, "controller_kd": 0.0, "accuracy_kp": 0.0, "accuracy_kd": 0.0,
+               "controller_step_size": 0.05, "accuracy_step_size": 1.0, "initial_alpha": 0.2}
 
 
 def last_steps(run_dir: Path, count: int = 5) -> list[dict]:
@@ -32,7 +36,7 @@ def main() -> None:
                         help="summary.json of the fixed-alpha sweep (make sweep)")
     parser.add_argument("--output", type=Path, default=REPO / "runs" / "controller")
     parser.add_argument("--target-token-ratio", type=float, default=0.6)
-    parser.add_argument("--accuracy-floor", type=float, default=0.85)
+    parser.add_argument("--accuracy-floor", type=float, default=0.93)
     parser.add_argument("--docs", type=Path, default=REPO / "docs")
     args = parser.parse_args()
 
@@ -50,8 +54,11 @@ def main() -> None:
     started = time.perf_counter()
     base = str(build_tiny_reasoner(REPO / "runs" / "tiny_reasoner"))
     ray.init(address="local")  # its own instance, never the token-guarded head `make sweep` leaves running
-    runs = {f"target-{args.target_token_ratio:g}": {"target_token_ratio": args.target_token_ratio},
-            f"floor-{args.accuracy_floor:g}": {"accuracy_floor": args.accuracy_floor}}
+    target, floor = f"target-{args.target_token_ratio:g}", f"floor-{args.accuracy_floor:g}"
+    token_knob, floor_knob = {"target_token_ratio": args.target_token_ratio}, {"accuracy_floor": args.accuracy_floor}
+    runs = {target: token_knob, floor: floor_knob, f"{target}-dual": {**token_knob, **DUAL_ASCENT},
+            f"{floor}-dual": {**floor_knob, **DUAL_ASCENT},
+            f"{target}-dual-batch": {**token_knob, **DUAL_ASCENT, "controller_probe_prompts": 0}}
     finals, seconds = {}, {}
     for name, knobs in runs.items():
         run_dir = args.output / name
@@ -80,21 +87,32 @@ def main() -> None:
     lines = ["# Ask for a budget, not an alpha: measured", "",
              "Command: `make sweep` (the fixed-alpha family), then `.venv/bin/python bench/bench_controller.py` "
              f"(2 CPU cores; {time.perf_counter() - started:.0f} s for the runs below).", "",
-             "| run | final alpha | last-5-steps mean tokens (train batch) | target | test accuracy | test mean tokens "
-             "| tokens vs base | batch accuracy, last 5 steps |", "|---|---|---|---|---|---|---|---|"]
+             "pid: the default controller; dual: plain dual ascent. It reads the training batch (temperature 1.0) or "
+             "its probe (64 held-out training prompts at temperature 0.6). The test split's target is R x the base's "
+             "test tokens.", "",
+             "| run | controller | reads | final alpha | last 5 steps: tokens read / target "
+             "| last 5 steps: accuracy read | test accuracy | test mean tokens | test tokens vs base "
+             "| test tokens vs target |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for entry in entries:
         if entry["name"] == "base":
-            lines.append(f"| base | - | - | - | {100 * entry['accuracy']:.1f}% | {entry['mean_tokens']:.1f} "
+            lines.append(f"| base | - | - | - | - | - | {100 * entry['accuracy']:.1f}% | {entry['mean_tokens']:.1f} "
                          "| 100% | - |")
             continue
         steps = last_steps(args.output / entry["name"])
-        tokens = sum(step["mean_tokens"] for step in steps) / len(steps)
+        source = "probe/" if "probe/mean_tokens" in steps[-1] else ""
+        tokens = sum(step[f"{source}mean_tokens"] for step in steps) / len(steps)
+        accuracy = sum(step[f"{source}accuracy"] for step in steps) / len(steps)
         target = steps[-1].get("controller/target_tokens")
-        accuracy = sum(step["accuracy"] for step in steps) / len(steps)
-        lines.append(f"| {entry['name']} | {entry['alpha']:.3f} | {tokens:.1f} | "
-                     f"{'-' if target is None else format(target, '.1f')} | {100 * entry['accuracy']:.1f}% | "
-                     f"{entry['mean_tokens']:.1f} | {100 * entry['mean_tokens'] / base_entry['mean_tokens']:.0f}% | "
-                     f"{100 * accuracy:.1f}% |")
+        ratio = entry["mean_tokens"] / base_entry["mean_tokens"]
+        read = f"{tokens:.1f} / {target:.1f} ({100 * (tokens / target - 1):+.1f}%)" if target else f"{tokens:.1f} / -"
+        slack = 100 * (entry["accuracy"] - args.accuracy_floor)
+        versus = (f"{100 * (ratio / args.target_token_ratio - 1):+.1f}%" if entry["name"].startswith("target")
+                  else f"floor {100 * args.accuracy_floor:.0f}%: {slack:+.1f} points")
+        kind = "dual" if "-dual" in entry["name"] else "pid"
+        lines.append(f"| {entry['name']} | {kind} | {source.rstrip('/') or 'batch'} | {entry['alpha']:.3f} | {read} | "
+                     f"{100 * accuracy:.1f}% | {100 * entry['accuracy']:.1f}% | {entry['mean_tokens']:.1f} | "
+                     f"{100 * ratio:.0f}% | {versus} |")
     lines += ["", "![the controller's runs beside the fixed-alpha family](controller.png)", "",
               f"Training seconds: {json.dumps({name: round(value) for name, value in seconds.items()})}."]
     (args.docs / "controller.md").write_text("\n".join(lines) + "\n")

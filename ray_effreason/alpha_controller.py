@@ -6,13 +6,34 @@ accuracy floor) moves it after each rollout step on an exponential moving averag
 
     token target      g_T = ema_tokens / target - 1               > 0: too long -> raise alpha
     accuracy floor    g_A = ema_accuracy - floor                  < 0: below the floor -> lower alpha
-    alpha <- clip(alpha + step_size * g, 0, alpha_max),  alpha_max < 1 (the paper's bound, rewards.py)
+    integral          I <- clip(I + K_i * g, 0, alpha_max)        (starts at initial_alpha)
+    alpha             alpha = clip(I + K_p * g + K_d * (g - g_prev), 0, alpha_max)
+                      alpha_max < 1 (the paper's bound, rewards.py); g_prev: the last step's g (g at step 1)
 
 with g = g_T (target only), g = g_A (floor only: alpha rises while accuracy holds), or, with both, g_T
-while the floor holds and g_A (scaled by accuracy_step_size) once it does not: the token target is pursued
-subject to the floor. `target_token_ratio` R resolves the target to R times the mean tokens of the first
-rollout step (the base model's, before any update); `accuracy_drop` D resolves the floor to the mean
-batch accuracy of the first `reference_steps` steps minus D, alpha held at its initial value until then.
+while the floor holds and g_A once it does not: the token target is pursued subject to the floor. K_i is
+controller_step_size (g_T) or accuracy_step_size (g_A), K_p controller_kp or accuracy_kp, K_d controller_kd
+or accuracy_kd.
+
+K_p = K_d = 0 is plain projected dual ascent (LACONIC, Leash, A-DLP). Departure: the proportional and
+derivative terms of the PID Lagrangian (Stooke et al. 2020, "Responsive Safety in RL by PID Lagrangian
+Methods"). The policy answers alpha several steps late and then keeps moving, so the integral alone keeps
+rising while the lengths have not moved yet, and the policy overshoots: on the built-in task, dual ascent
+from alpha 0.2 (K_i 0.05) reached 0.53 by step 15, and the last five of 20 steps were 43% under the
+target (docs/controller.md). The proportional term gives most of alpha at once and takes it back as the
+violation closes; the derivative term takes it back earlier while the violation closes fast (the policy's
+momentum); the integral, with a small gain, removes the remaining offset.
+
+`target_token_ratio` R resolves the target to R times the mean tokens of the first rollout step (the
+base model's, before any update); `accuracy_drop` D resolves the floor to the mean accuracy of the first
+`reference_steps` steps minus D, alpha held at its initial value until then.
+
+The batch statistic is the training batch's (temperature 1.0, the prompts being trained on) unless
+--controller-probe-prompts N is given: then N held-out training prompts are sampled once each step at the
+evaluation temperature (driver.py, step 2) and the controller reads theirs. Departure from LACONIC/Leash,
+which constrain the training batch: with the batch, the target and the floor hold at temperature 1.0, and
+the model is used at 0.6, where its lengths and accuracy differ (on the built-in task the base is 89% /
+97 tokens at 1.0 and 98% / 108 tokens at 0.6; docs/controller.md).
 
 Relative violations (g_T) make one step size fit any budget. Departure from a plain dual update: the
 EMA smooths the batch statistic (32 prompts are noisy), which is what keeps alpha inside a band
@@ -39,10 +60,22 @@ class ControllerConfig:
                                                 "it holds and falls when it dips below")
     accuracy_drop: float | None = option(None, "floor = the first reference_steps' mean batch accuracy minus this")
     reference_steps: int = option(3, "rollout steps that measure the reference accuracy of --accuracy-drop")
-    controller_step_size: float = option(0.05, "dual step size on the relative token violation (mean/target - 1)")
-    accuracy_step_size: float = option(1.0, "dual step size on the accuracy slack (accuracy - floor)")
+    controller_step_size: float = option(0.02, "dual step size (integral gain) on the relative token violation "
+                                               "(mean/target - 1)")
+    accuracy_step_size: float = option(0.5, "dual step size (integral gain) on the accuracy slack (accuracy - floor)")
     controller_ema: float = option(0.5, "EMA weight of the previous value for the batch statistics (0: none)")
+    controller_kp: float = option(0.5, "proportional gain on the relative token violation (0: plain dual ascent)")
+    accuracy_kp: float = option(5.0, "proportional gain on the accuracy slack (0: plain dual ascent)")
+    controller_kd: float = option(2.0, "derivative gain on the step-to-step change of the relative token violation")
+    accuracy_kd: float = option(5.0, "derivative gain on the step-to-step change of the accuracy slack")
+    initial_alpha: float = option(0.0, "alpha of the first step (the controller's integral starts here; --alpha "
+                                       "is not read)")
     alpha_max: float = option(0.95, "upper bound of alpha (< 1: a long correct answer must beat a wrong one)")
+    controller_probe_prompts: int = option(0, "held-out training prompts sampled once each step at "
+                                              "--controller-probe-temperature; the controller reads their mean tokens "
+                                              "and accuracy instead of the training batch's (0: the batch's)")
+    controller_probe_temperature: float = option(0.6, "temperature of the probe (the evaluation protocol's, "
+                                                      "PAPER.md §4): the budget holds where the model is used")
 
     def __post_init__(self) -> None:
         if self.target_tokens is not None and self.target_token_ratio is not None:
@@ -50,7 +83,9 @@ class ControllerConfig:
         if self.accuracy_floor is not None and self.accuracy_drop is not None:
             raise ValueError("accuracy_floor and accuracy_drop: give one of them")
         check_positive(self, "target_tokens", "target_token_ratio", "reference_steps", "controller_step_size",
-                       "accuracy_step_size")
+                       "accuracy_step_size", "controller_probe_temperature")
+        if self.controller_probe_prompts < 0:
+            raise ValueError(f"controller_probe_prompts must be >= 0, got {self.controller_probe_prompts}")
         if self.accuracy_floor is not None and not 0.0 <= self.accuracy_floor <= 1.0:
             raise ValueError(f"accuracy_floor must be in [0, 1], got {self.accuracy_floor}")
         if self.accuracy_drop is not None and not 0.0 <= self.accuracy_drop <= 1.0:
@@ -59,6 +94,11 @@ class ControllerConfig:
             raise ValueError(f"controller_ema must be in [0, 1), got {self.controller_ema}")
         if not 0.0 < self.alpha_max < 1.0:
             raise ValueError(f"alpha_max must be in (0, 1), got {self.alpha_max}")
+        if not 0.0 <= self.initial_alpha <= self.alpha_max:
+            raise ValueError(f"initial_alpha must be in [0, alpha_max={self.alpha_max}], got {self.initial_alpha}")
+        for name in ("controller_kp", "accuracy_kp", "controller_kd", "accuracy_kd"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
 
     @property
     def enabled(self) -> bool:
@@ -75,17 +115,21 @@ class ControllerState:
     target_tokens: float | None = None  # resolved target (from target_token_ratio after the first step)
     accuracy_floor: float | None = None  # resolved floor (from accuracy_drop after reference_steps)
     reference_accuracy_sum: float = 0.0
+    integral: float | None = None  # the integral term (None: a state saved before the proportional term: alpha)
+    token_violation: float | None = None  # the last step's g_T and g_A, for the derivative terms
+    accuracy_slack: float | None = None
 
 
 class AlphaController:
     """`update(mean_tokens, accuracy)` after each rollout step -> the alpha of the next step."""
 
-    def __init__(self, config: ControllerConfig, alpha: float, state: dict[str, Any] | None = None):
+    def __init__(self, config: ControllerConfig, state: dict[str, Any] | None = None):
         if not config.enabled:
             raise ValueError("AlphaController needs target_tokens, target_token_ratio, accuracy_floor or accuracy_drop")
         self.config = config
         self.state = ControllerState(**state) if state is not None else ControllerState(
-            alpha=alpha, target_tokens=config.target_tokens, accuracy_floor=config.accuracy_floor)
+            alpha=config.initial_alpha, integral=config.initial_alpha, target_tokens=config.target_tokens,
+            accuracy_floor=config.accuracy_floor)
 
     @property
     def alpha(self) -> float:
@@ -109,24 +153,31 @@ class AlphaController:
             if state.steps < config.reference_steps:
                 return state.alpha  # still measuring the reference accuracy: alpha stays where it started
             state.accuracy_floor = state.reference_accuracy_sum / config.reference_steps - config.accuracy_drop
-        gradient = self._gradient()
-        state.alpha = min(max(state.alpha + gradient, 0.0), config.alpha_max)
+        violation, change, integral_gain, proportional_gain, derivative_gain = self._violation()
+        integral = state.alpha if state.integral is None else state.integral
+        state.integral = min(max(integral + integral_gain * violation, 0.0), config.alpha_max)  # no windup
+        alpha = state.integral + proportional_gain * violation + derivative_gain * change
+        state.alpha = min(max(alpha, 0.0), config.alpha_max)
         return state.alpha
 
-    def _gradient(self) -> float:
+    def _violation(self) -> tuple[float, float, float, float, float]:
+        """(g, g - g_prev, K_i, K_p, K_d) of the constraint that drives alpha now; both g are remembered."""
         config, state = self.config, self.state
         token = None if state.target_tokens is None else state.ema_tokens / state.target_tokens - 1.0
         floor = None if state.accuracy_floor is None else state.ema_accuracy - state.accuracy_floor
+        token_change = 0.0 if token is None or state.token_violation is None else token - state.token_violation
+        floor_change = 0.0 if floor is None or state.accuracy_slack is None else floor - state.accuracy_slack
+        state.token_violation, state.accuracy_slack = token, floor
         if token is not None and (floor is None or floor >= 0):
-            return config.controller_step_size * token
-        return config.accuracy_step_size * floor
+            return token, token_change, config.controller_step_size, config.controller_kp, config.controller_kd
+        return floor, floor_change, config.accuracy_step_size, config.accuracy_kp, config.accuracy_kd
 
     def metrics(self) -> dict[str, float]:
         """What the run logs every step (metrics.jsonl, job log, dashboard)."""
         state = self.state
         values = {"controller/alpha": state.alpha, "controller/ema_tokens": state.ema_tokens,
                   "controller/ema_accuracy": state.ema_accuracy, "controller/target_tokens": state.target_tokens,
-                  "controller/accuracy_floor": state.accuracy_floor}
+                  "controller/accuracy_floor": state.accuracy_floor, "controller/integral": state.integral}
         if state.target_tokens is not None and state.ema_tokens is not None:
             values["controller/token_violation"] = state.ema_tokens / state.target_tokens - 1.0
         if state.accuracy_floor is not None and state.ema_accuracy is not None:

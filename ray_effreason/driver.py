@@ -6,6 +6,8 @@
     1. prompts     B prompts in a seeded per-epoch order (the same order after a resume)
     2. generate    B*G sample requests, each with its own seed, spread over the generation workers; with
                    --async-steps 1 the next step's requests go out now and are sampled during 3-6
+                   (+ with --controller-probe-prompts N: N held-out prompts once each at the evaluation
+                   temperature, what the controller reads)
     3. grade       the verifier pool; truncated samples (no EOS) are not correct
     4. reward      length_penalized_rewards on (B, G): mean/std over each prompt's correct samples; with a
                    token budget or an accuracy floor, alpha is the controller's (alpha_controller.py);
@@ -183,6 +185,7 @@ def _train_once(config: TrainConfig, cleanup: contextlib.ExitStack) -> Path:
     task = load_task(config.task, path=config.task_path, split="train")
     tokenizer_path = config.model.tokenizer or config.model.model
     examples, dropped = fitting_prompts(task.examples[: config.max_prompts], tokenizer_path, config)
+    examples, probe_examples = held_out_probe(examples, config)  # the controller's probe, never trained on
     if not ray.is_initialized():  # only now: a bad flag, file, row or checkpoint fails above in seconds
         ray.init()
     device = cluster_device(config.model.device)
@@ -194,9 +197,10 @@ def _train_once(config: TrainConfig, cleanup: contextlib.ExitStack) -> Path:
                           learner_model_path=config.model.model)
     cleanup.callback(stop_actors, actors)
     sampling = config.rollout.sampling(logprobs=config.async_steps > 0)  # one step off: the old policy's
+    probe_sampling = replace(sampling, temperature=config.controller.controller_probe_temperature, logprobs=False)
     B, G = config.rollout.prompts_per_step, config.rollout.samples_per_prompt
     optimizer_steps = B * G // config.learner.train_batch_size
-    controller = (AlphaController(config.controller, config.reward.alpha, controller_state)
+    controller = (AlphaController(config.controller, controller_state)
                   if config.controller.enabled else None)
     specs: list[Any] = []  # the weight-sync tensors, once the group exists
 
@@ -245,10 +249,20 @@ def _train_once(config: TrainConfig, cleanup: contextlib.ExitStack) -> Path:
         # One step off (verl's one_step_off_policy): the next step samples with these weights while this step
         # grades and updates; the PPO ratio's old policy is then the sampling one (batching.Sample.logprobs).
         # After a resume the first step samples with the checkpoint's weights (the pipeline restarts).
+        # The controller's probe: each held-out prompt once at the evaluation temperature, with this step's weights
+        # (its own seeds; before the next step's requests, so one batch is in flight at a time).
+        probe = actors.generators.generate(
+            [SampleRequest(index, index, 0, example.prompt, sample_seed(config.seed, "probe", step, index, 0))
+             for index, example in enumerate(probe_examples)], probe_sampling, rejoin=rejoin) if probe_examples else []
+        if probe:
+            lap("probe")
         upcoming = launch(step + 1) if config.async_steps and step + 1 < config.num_steps else None
         # ------------------------------------------------------------------ 3. grade
-        grades = actors.verifiers.grade([c.text for c in completions], [batch[c.prompt_index] for c in completions],
-                                        [c.finish_reason for c in completions])
+        graded = completions + probe  # one call for both: the probe's prompts are probe_examples
+        grades = actors.verifiers.grade(
+            [c.text for c in graded], [batch[c.prompt_index] for c in completions]
+            + [probe_examples[c.prompt_index] for c in probe], [c.finish_reason for c in graded])
+        grades, probe_grades = grades[:len(completions)], grades[len(completions):]
         lap("grade")
         # ------------------------------------------------------------------ 4. reward, 5. advantages
         correct = np.array([grade.correct for grade in grades]).reshape(B, G)  # (B, G)
@@ -271,8 +285,11 @@ def _train_once(config: TrainConfig, cleanup: contextlib.ExitStack) -> Path:
         lap("sync")
         # ------------------------------------------------------------------ 8. log
         metrics = step_metrics(step + 1, alpha, correct, num_tokens, rewards, grades, batch)
-        if controller:  # the next step's alpha, from this step's batch (alpha_controller.py)
-            controller.update(metrics["mean_tokens"], metrics["accuracy"])
+        if probe:
+            metrics.update(probe_metrics(probe, probe_grades, probe_examples))
+        if controller:  # the next step's alpha, from this step's batch or its probe (alpha_controller.py)
+            source = "probe/" if probe else ""
+            controller.update(metrics[f"{source}mean_tokens"], metrics[f"{source}accuracy"])
             metrics.update(controller.metrics())
         metrics.update(learner_metrics)
         metrics.update(timings)
@@ -330,6 +347,29 @@ def step_metrics(step: int, alpha: float, correct: np.ndarray, num_tokens: np.nd
         if name in shared:  # tokens_over_min_tokens: only for tasks with min_tokens
             metrics[name] = float("nan") if shared[name] is None else float(shared[name])
     return metrics
+
+
+def held_out_probe(examples: list[Any], config: TrainConfig) -> tuple[list[Any], list[Any]]:
+    """(the training prompts, the controller's probe prompts): the last --controller-probe-prompts training
+    rows are held out of training when a controller reads a probe (alpha_controller.py)."""
+    count = config.controller.controller_probe_prompts if config.controller.enabled else 0
+    if not count:
+        return examples, []
+    if len(examples) - count < config.rollout.prompts_per_step:
+        raise ValueError(f"--controller-probe-prompts {count} leaves {len(examples) - count} of {len(examples)} "
+                         f"training prompts, fewer than --prompts-per-step {config.rollout.prompts_per_step}")
+    return examples[:-count], examples[-count:]
+
+
+def probe_metrics(probe: list[Any], grades: list[Any], examples: list[Any]) -> dict[str, float]:
+    """`probe/accuracy` and `probe/mean_tokens` of the probe's samples (evaluation.sample_metrics, training's
+    verdict: a truncated sample is not correct)."""
+    shared = sample_metrics([
+        {"problem_id": examples[c.prompt_index].id, "sample_index": 0, "num_tokens": c.num_tokens,
+         "finish_reason": "length" if grade.truncated else "stop", "extracted_answer": None, "correct": grade.correct,
+         "level": examples[c.prompt_index].level, "min_tokens": examples[c.prompt_index].min_tokens}
+        for c, grade in zip(probe, grades)])
+    return {f"probe/{name}": float(shared[name]) for name in ("accuracy", "mean_tokens")}
 
 
 def save_checkpoint(actors: Any, output_dir: Path, step: int, config: TrainConfig, tokenizer_path: str,

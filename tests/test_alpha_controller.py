@@ -5,6 +5,12 @@ import pytest
 
 from ray_effreason.alpha_controller import AlphaController, ControllerConfig
 
+# The loop's generic properties on a policy that answers alpha at once, under plain dual ascent (K_p = K_d = 0):
+# its derivative term assumes a policy that answers over steps, as RL's does (run_lagged), and would make this
+# instant response oscillate.
+DUAL = {"controller_kp": 0.0, "controller_kd": 0.0, "accuracy_kp": 0.0, "accuracy_kd": 0.0,
+        "controller_step_size": 0.05, "accuracy_step_size": 1.0}
+
 
 def tokens_at(alpha: float, base: float = 100.0) -> float:
     """A monotone response: the policy's mean tokens fall with alpha (down to 30% of the base at alpha 1)."""
@@ -13,8 +19,9 @@ def tokens_at(alpha: float, base: float = 100.0) -> float:
 
 def run(config: ControllerConfig, steps: int, noise: float = 0.0, seed: int = 0,
         accuracy=lambda alpha: 0.9 - 0.3 * alpha) -> tuple[AlphaController, list[float], list[float]]:
+    """A policy that answers alpha at once (tokens_at)."""
     rng = np.random.default_rng(seed)
-    controller = AlphaController(config, alpha=0.0)
+    controller = AlphaController(config)
     alphas, lengths = [], []
     for _ in range(steps):
         alpha = controller.alpha
@@ -24,8 +31,20 @@ def run(config: ControllerConfig, steps: int, noise: float = 0.0, seed: int = 0,
     return controller, alphas, lengths
 
 
+def run_lagged(config: ControllerConfig, steps: int, lag: int = 3, rate: float = 0.1) -> list[float]:
+    """A policy like the RL one (docs/controller.md): at a fixed alpha its tokens keep falling, by `rate` x alpha of
+    them per step, `lag` steps after alpha was set (the update needs samples of the new reward first). Mean tokens
+    of each step."""
+    controller, tokens, applied, lengths = AlphaController(config), 100.0, [config.initial_alpha] * lag, []
+    for _ in range(steps):
+        lengths.append(tokens)
+        applied.append(controller.update(tokens, 0.9))
+        tokens -= rate * applied[-1 - lag] * tokens
+    return lengths
+
+
 def test_token_ratio_target_converges_on_a_monotone_response():
-    controller, alphas, lengths = run(ControllerConfig(target_token_ratio=0.6), steps=60)
+    controller, alphas, lengths = run(ControllerConfig(target_token_ratio=0.6, **DUAL), steps=60)
     assert controller.state.target_tokens == pytest.approx(60.0)  # 0.6 x the first step's 100 tokens
     assert np.mean(lengths[-5:]) == pytest.approx(60.0, rel=0.02)
     assert alphas[-1] == pytest.approx(0.4 / 0.7, abs=0.02)  # the alpha where tokens_at(alpha) = 60
@@ -33,7 +52,7 @@ def test_token_ratio_target_converges_on_a_monotone_response():
 
 def test_noisy_stream_stays_within_the_stated_band():
     # 5% batch noise: after convergence, alpha stays within +-0.05 and the tokens within +-10% of the target
-    _, alphas, lengths = run(ControllerConfig(target_tokens=60.0), steps=120, noise=0.05, seed=1)
+    _, alphas, lengths = run(ControllerConfig(target_tokens=60.0, **DUAL), steps=120, noise=0.05, seed=1)
     assert max(alphas[40:]) - min(alphas[40:]) < 0.1
     assert all(abs(length / 60.0 - 1) < 0.2 for length in lengths[40:])
     assert abs(np.mean(lengths[40:]) / 60.0 - 1) < 0.1
@@ -48,7 +67,7 @@ def test_alpha_respects_its_bounds():
 
 
 def test_accuracy_floor_raises_alpha_while_it_holds_and_stops_at_the_floor():
-    controller, alphas, _ = run(ControllerConfig(accuracy_floor=0.75, accuracy_step_size=0.5), steps=150)
+    controller, alphas, _ = run(ControllerConfig(accuracy_floor=0.75, **{**DUAL, "accuracy_step_size": 0.5}), steps=150)
     # accuracy(alpha) = 0.9 - 0.3 alpha meets the floor at alpha = 0.5
     assert alphas[-1] == pytest.approx(0.5, abs=0.02)
     assert controller.state.ema_accuracy == pytest.approx(0.75, abs=0.01)
@@ -56,13 +75,13 @@ def test_accuracy_floor_raises_alpha_while_it_holds_and_stops_at_the_floor():
 
 def test_token_target_is_pursued_subject_to_the_floor():
     # the target needs alpha 0.57 but the floor (accuracy >= 0.8) allows only alpha <= 1/3
-    _, alphas, _ = run(ControllerConfig(target_token_ratio=0.6, accuracy_floor=0.8), steps=200)
+    _, alphas, _ = run(ControllerConfig(target_token_ratio=0.6, accuracy_floor=0.8, **DUAL), steps=200)
     assert alphas[-1] == pytest.approx(1 / 3, abs=0.03)
 
 
 def test_accuracy_drop_measures_the_reference_first():
-    controller, alphas, _ = run(ControllerConfig(accuracy_drop=0.06, reference_steps=3, accuracy_step_size=0.5),
-                                steps=100)
+    controller, alphas, _ = run(ControllerConfig(accuracy_drop=0.06, reference_steps=3,
+                                                 **{**DUAL, "accuracy_step_size": 0.5}), steps=100)
     assert alphas[:2] == [0.0, 0.0]  # alpha held while the reference accuracy is measured
     assert controller.state.accuracy_floor == pytest.approx(0.84)
     assert alphas[-1] == pytest.approx(0.2, abs=0.02)
@@ -71,7 +90,7 @@ def test_accuracy_drop_measures_the_reference_first():
 def test_resume_from_the_state_dict_continues_exactly():
     config = ControllerConfig(target_token_ratio=0.6)
     first, _, _ = run(config, steps=10)
-    copy = AlphaController(config, alpha=0.0, state=first.state_dict())
+    copy = AlphaController(config, state=first.state_dict())
     for alpha in (0.3, 0.31):
         assert first.update(tokens_at(alpha), 0.8) == copy.update(tokens_at(alpha), 0.8)
     assert first.metrics() == copy.metrics() and "controller/token_violation" in first.metrics()
@@ -82,3 +101,21 @@ def test_bad_controller_settings_name_the_field():
         ControllerConfig(target_tokens=100, target_token_ratio=0.5)
     with pytest.raises(ValueError, match="alpha_max"):
         ControllerConfig(alpha_max=1.0)
+
+
+def test_the_pid_terms_meet_a_lagging_policy_where_dual_ascent_overshoots():
+    # Dual ascent (K_p 0) keeps raising alpha while the policy has not answered yet, and the policy then falls
+    # far below the target; the default PID controller gets most of alpha at once and takes it back in time.
+    dual = run_lagged(ControllerConfig(target_token_ratio=0.6, controller_kp=0.0, controller_step_size=0.05,
+                                       initial_alpha=0.2), steps=40)
+    pid = run_lagged(ControllerConfig(target_token_ratio=0.6), steps=40)
+    assert min(dual) < 0.6 * 60.0  # 40% under the 60-token target
+    assert min(pid) > 0.8 * 60.0  # under by 20% at most, after 40 steps
+    assert min(pid[:25]) > 0.95 * 60.0 and np.mean(pid[20:25]) < 1.1 * 60.0  # near the target by step 20, from above
+
+
+def test_a_state_saved_before_the_integral_term_resumes_from_its_alpha():
+    config = ControllerConfig(target_tokens=60.0, controller_kp=0.0)
+    old = {"alpha": 0.3, "steps": 5, "ema_tokens": 80.0, "ema_accuracy": 0.9, "target_tokens": 60.0,
+           "accuracy_floor": None, "reference_accuracy_sum": 0.0}
+    assert AlphaController(config, state=old).update(80.0, 0.9) == pytest.approx(0.3 + 0.02 * (80 / 60 - 1))

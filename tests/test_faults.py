@@ -31,7 +31,13 @@ TINY = {"max_prompts": 16, "prompts_per_step": 4, "samples_per_prompt": 4, "max_
         # An untrained model is never correct: with 0/1 rewards every advantage is 0 and the weights never move,
         # which would make "equal weights" vacuous. DAPO's length ramp over the whole budget rewards the few
         # samples that end early; after the first update the KL term moves the policy on every step.
-        "reward": "dapo_overlong", "overlong_buffer_ratio": 1.0}
+        "reward": "dapo_overlong", "overlong_buffer_ratio": 1.0,
+        # A token budget read from a 4-prompt probe (alpha_controller.py): the controller's state (alpha, its EMAs)
+        # and the probe's samples must come through every fault as in the unfaulted run. This reward does not read
+        # alpha, so the weights' equality is about the samples and the resume, the metrics' about the controller.
+        "target_tokens": 10, "controller_probe_prompts": 4}
+CONTROLLED = ("reward", "accuracy", "mean_tokens", "kl_to_ref", "controller/alpha", "controller/ema_tokens",
+              "probe/mean_tokens", "probe/accuracy")
 
 
 
@@ -82,6 +88,9 @@ def unfaulted(ray_local, tiny_config, tiny_model, tmp_path_factory) -> Path:
     initial = load_file(Path(tiny_model) / "model.safetensors")
     assert any(not tensor.equal(initial[name]) for name, tensor in final_weights(output).items()), "no update"
     assert all(row["kl_to_ref"] != 0.0 for row in metrics(output)[1:])
+    alphas = [row["controller/alpha"] for row in metrics(output)]  # over the 10-token budget: alpha rises each step
+    assert alphas == sorted(alphas) and alphas[0] > 0 and len(set(alphas)) == STEPS
+    assert all(row["probe/mean_tokens"] > 0 for row in metrics(output))
     return output
 
 
@@ -95,7 +104,7 @@ def test_a_generation_worker_killed_mid_run_is_restarted_and_the_weights_equal_a
     assert "requests re-issued" in out and "restart 1 of" not in out  # restarted in place, not the whole run
     assert [row["step"] for row in metrics(tmp_path)] == list(range(1, STEPS + 1))
     for faulted, clean in zip(metrics(tmp_path), metrics(unfaulted)):  # the same samples, graded the same
-        for key in ("reward", "accuracy", "mean_tokens", "kl_to_ref"):
+        for key in CONTROLLED:
             assert faulted[key] == clean[key], (faulted["step"], key)
     assert_same_weights(final_weights(tmp_path), final_weights(unfaulted))
 
@@ -111,7 +120,7 @@ def test_a_learner_killed_mid_run_restarts_the_run_from_its_last_checkpoint(unfa
     assert [row["step"] for row in metrics(tmp_path)] == list(range(1, STEPS + 1))  # every step once
     # The same data order and, from the checkpoint, the same policy, optimizer state and KL reference.
     for faulted, clean in zip(metrics(tmp_path), metrics(unfaulted)):
-        for key in ("reward", "accuracy", "mean_tokens", "kl_to_ref"):
+        for key in CONTROLLED:
             assert faulted[key] == clean[key], (faulted["step"], key)
     assert_same_weights(final_weights(tmp_path), final_weights(unfaulted))
 
@@ -138,6 +147,8 @@ def test_a_run_killed_mid_checkpoint_resumes_from_the_previous_one_and_keeps_eve
         killed_mid_checkpoint, unfaulted):
     assert [row["step"] for row in metrics(killed_mid_checkpoint)] == list(range(1, STEPS + 1))
     assert metrics(killed_mid_checkpoint)[:2] == metrics(unfaulted)[:2]  # the records written before the kill
+    for key in CONTROLLED:  # step 3 from the step-2 checkpoint: the controller's state came back exactly
+        assert metrics(killed_mid_checkpoint)[2][key] == metrics(unfaulted)[2][key], key
     assert not (killed_mid_checkpoint / "checkpoints" / "step-3.tmp").exists()
     assert_same_weights(final_weights(killed_mid_checkpoint), final_weights(unfaulted))
 
