@@ -75,8 +75,9 @@ def main() -> None:
     labels = {"base": {"alpha": None}}
     for name in finals:
         steps = last_steps(args.output / name)
-        labels[name] = {"alpha": steps[-1].get("controller/alpha"),
-                        "target": args.target_token_ratio if name.startswith("target") else None}
+        alpha = steps[-1]["controller/alpha"]
+        labels[name] = {"alpha": alpha, "target": args.target_token_ratio if name.startswith("target") else None,
+                        "label": f"{name} (final α {alpha:.2f})"}
     summary = evaluate(eval_config, labels=labels)
     entries = family_view(summary, labels, "synthetic")
     family = json.loads(args.family.read_text())["family"] if args.family.is_file() else entries[:1]

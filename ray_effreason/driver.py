@@ -42,7 +42,8 @@ from typing import Any
 import numpy as np
 import ray
 
-from ray_effreason.actors.generator import PendingGeneration, SampleRequest
+from ray_effreason.actors.generator import SampleRequest
+from ray_effreason.actors.generator_group import PendingGeneration
 from ray_effreason.actors.launch import (
     cluster_device,
     init_weight_sync,

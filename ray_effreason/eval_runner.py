@@ -2,7 +2,8 @@
 
     0. check    the config, the model paths and every task's data, before any actor starts; a rerun
                 must use the generation settings of the records already in the dir (generation.json)
-    per model (one set of actors each: generation workers + a verifier pool, in one placement group):
+    per model (on generation workers + a verifier pool in one placement group, kept for the next model when
+    it is a checkpoint of the same architecture and tokenizer, whose weights they then load: reusable_for):
     1. pending  (problem, sample_index) pairs not yet in DIR/records.parquet (a rerun resumes)
     2. generate `batch_size` problems at a time, every sample with its own seed
     3. force    with --force-answer: truncated samples are continued with a forced final answer
@@ -37,6 +38,7 @@ import re
 import time
 import uuid
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
@@ -167,18 +169,56 @@ def check_settings(config: EvalConfig, output_dir: Path) -> None:
 # 1-5. one model
 
 
-def evaluate_model(config: EvalConfig, model_path: str, model: str, pending: dict[str, list[tuple[Example, int]]],
-                   totals: dict[str, int], records_path: Path, device: str) -> dict[str, int]:
-    """Generate, grade and append the pending samples of one model; returns new samples per task."""
+@dataclass
+class EvalActors:
+    """An evaluation's actors (generation workers + a verifier pool grading every task), the tokenizer and the
+    tasks loaded with it; kept from one model to the next when `reusable_for` says the next one fits."""
+
+    actors: Actors
+    model_path: str
+    tokenizer: Any
+    tasks: dict[str, Task]
+
+
+# config.json keys that name a checkpoint, not its architecture
+_NAMING_KEYS = ("_name_or_path", "transformers_version")
+
+
+def reusable_for(loaded: str, model_path: str, tokenizer: str | None) -> bool:
+    """Whether workers started from `loaded` can evaluate `model_path` after loading its weights: both local
+    checkpoint dirs with the same config.json (but its naming keys) and, unless --tokenizer fixes one for all,
+    tokenizers with the same vocabulary, special tokens and chat template (their tokenizer_config.json files
+    differ in save-time keys); a hub id always gets its own workers."""
+    from transformers import AutoTokenizer
+
+    first, second = Path(loaded), Path(model_path)
+    if not ((first / "config.json").is_file() and (second / "config.json").is_file()):
+        return False
+
+    def architecture(path: Path) -> dict[str, Any]:
+        config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+        return {key: value for key, value in config.items() if key not in _NAMING_KEYS}
+
+    def tokenizer_facts(path: Path) -> tuple[Any, ...]:
+        loaded_tokenizer = AutoTokenizer.from_pretrained(path)
+        return (type(loaded_tokenizer).__name__, loaded_tokenizer.get_vocab(), loaded_tokenizer.all_special_tokens,
+                loaded_tokenizer.chat_template)
+
+    return architecture(first) == architecture(second) and (
+        tokenizer is not None or tokenizer_facts(first) == tokenizer_facts(second))
+
+
+def evaluation_actors(config: EvalConfig, model_path: str, device: str) -> EvalActors:
+    """New actors for `model_path`, with its tokenizer and the tasks loaded with it."""
     from dataclasses import replace
 
     from transformers import AutoTokenizer
 
-    from ray_effreason.actors.launch import start_actors, stop_actors
+    from ray_effreason.actors.launch import start_actors
 
     tokenizer = AutoTokenizer.from_pretrained(config.model.tokenizer or model_path)
     # Loaded again: the synthetic task's min_tokens are counted in this model's tokenizer.
-    tasks = {name: task for name, task in load_tasks(config, tokenizer).items() if pending[name]}
+    tasks = load_tasks(config, tokenizer)
     # A forced answer needs room beyond max_new_tokens in vLLM's context (64: the suffix, generously).
     extra = config.forced_answer_tokens + 64 if config.force_answer else 0
     rollout = replace(config.rollout, max_new_tokens=config.rollout.max_new_tokens + extra)
@@ -186,14 +226,20 @@ def evaluate_model(config: EvalConfig, model_path: str, model: str, pending: dic
                           task=TaskSet(tasks), model_path=model_path, tokenizer_path=config.model.tokenizer,
                           device=device, rollout=rollout, reward=config.reward,
                           seed=config.seed, verifier_cpus=VERIFIER_CPUS)
+    return EvalActors(actors, model_path, tokenizer, tasks)
+
+
+def evaluate_model(config: EvalConfig, session: EvalActors, model: str, pending: dict[str, list[tuple[Example, int]]],
+                   totals: dict[str, int], records_path: Path) -> dict[str, int]:
+    """Generate, grade and append the pending samples of one model; returns new samples per task."""
     generated: dict[str, int] = {}
-    try:
-        for name, task in tasks.items():
-            examples = {example.id: example for example in task.examples}
-            todo = [(examples[example.id], index) for example, index in pending[name]]
-            generated[name] = run_task(actors, tokenizer, config, model, name, todo, totals[name], records_path)
-    finally:
-        stop_actors(actors)
+    for name, task in session.tasks.items():
+        if not pending[name]:
+            continue
+        examples = {example.id: example for example in task.examples}
+        todo = [(examples[example.id], index) for example, index in pending[name]]
+        generated[name] = run_task(session.actors, session.tokenizer, config, model, name, todo, totals[name],
+                                   records_path)
     return generated
 
 
@@ -246,6 +292,18 @@ def run_task(actors: Actors, tokenizer: Any, config: EvalConfig, model: str, tas
     return written
 
 
+def pending_samples(config: EvalConfig, tasks: dict[str, Task], model: str, done: set[tuple[str, str, str, int]]
+                    ) -> tuple[dict[str, list[tuple[Example, int]]], dict[str, int]]:
+    """Step 1: per task, the (problem, sample_index) pairs of `model` not yet recorded, and how many are wanted."""
+    samples = config.samples_per_task
+    pending, totals = {}, {}
+    for name, task in tasks.items():
+        wanted = [(example, index) for example in task.examples[:config.limit] for index in range(samples[name])]
+        pending[name] = [(example, index) for example, index in wanted if (model, name, example.id, index) not in done]
+        totals[name] = len(wanted)
+    return pending, totals
+
+
 # ----------------------------------------------------------------------------------------------
 # the entry point
 
@@ -257,7 +315,7 @@ def evaluate(config: EvalConfig, labels: dict[str, dict[str, Any]] | None = None
     `labels`: extra per-model facts for summary.json (e.g. a family's alpha), keyed by record name.
     `loggers`: loggers.LOGGERS names that get the summary's numbers as `eval/<model>/<task>/<metric>`.
     """
-    from ray_effreason.actors.launch import cluster_device
+    from ray_effreason.actors.launch import cluster_device, stop_actors
     from ray_effreason.loggers import check_available, flat_scalars, log_summary
     from ray_effreason.report import summarize
 
@@ -278,24 +336,34 @@ def evaluate(config: EvalConfig, labels: dict[str, dict[str, Any]] | None = None
     if base not in names and base not in set(existing.column("model").to_pylist()):
         raise ValueError(f"--base-model {base!r} is neither in --models {names} nor in {records_path}")
     device = cluster_device(config.model.device)
-    samples = config.samples_per_task
     generated: dict[str, dict[str, int]] = {}
-    for model_path, model in zip(config.models, names):
-        # ------------------------------------------------------------------ 1. pending
-        pending, totals = {}, {}
-        for name, task in tasks.items():
-            wanted = [(example, index) for example in task.examples[:config.limit]
-                      for index in range(samples[name])]
-            pending[name] = [(example, index) for example, index in wanted
-                             if (model, name, example.id, index) not in done]
-            totals[name] = len(wanted)
-        generated[model] = {name: 0 for name in tasks}
-        if not any(pending.values()):
-            print(f"[{model}] every sample is already in {records_path}: nothing to generate", flush=True)
-            continue
-        print(f"[{model}] {sum(map(len, pending.values()))} samples to generate on {device} "
-              f"({', '.join(f'{name} {len(items)}/{totals[name]}' for name, items in pending.items())})", flush=True)
-        generated[model].update(evaluate_model(config, model_path, model, pending, totals, records_path, device))
+    # One set of actors while the models fit it (reusable_for): a family of checkpoints of one base pays the
+    # actors' start-up once; each next model's weights are loaded into the same workers.
+    session: EvalActors | None = None
+    try:
+        for model_path, model in zip(config.models, names):
+            # ------------------------------------------------------------------ 1. pending
+            pending, totals = pending_samples(config, tasks, model, done)
+            generated[model] = {name: 0 for name in tasks}
+            if not any(pending.values()):
+                print(f"[{model}] every sample is already in {records_path}: nothing to generate", flush=True)
+                continue
+            print(f"[{model}] {sum(map(len, pending.values()))} samples to generate on {device} ("
+                  + ", ".join(f"{name} {len(items)}/{totals[name]}" for name, items in pending.items()) + ")",
+                  flush=True)
+            if session is not None and not reusable_for(session.model_path, model_path, config.model.tokenizer):
+                stop_actors(session.actors)
+                session = None
+            if session is None:
+                session = evaluation_actors(config, model_path, device)
+            else:
+                session.actors.generators.load_model(model_path)
+                session.model_path = model_path
+            # ------------------------------------------------------------------ 2-5.
+            generated[model].update(evaluate_model(config, session, model, pending, totals, records_path))
+    finally:
+        if session is not None:
+            stop_actors(session.actors)
     metadata = {"config": to_dict(config), "model_paths": dict(zip(names, config.models)), "generated": generated}
     summary = summarize(read_records(records_path, missing_ok=True), base, output_dir, metadata, labels)
     log_summary(loggers, output_dir, "eval", flat_scalars(summary["models"], "eval/", skip=("by_level",)))

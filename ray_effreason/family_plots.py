@@ -31,6 +31,8 @@ def wilson_error_bars(rows: Sequence[dict[str, Any]]) -> list[list[float]]:
 
 
 def _family_label(entry: dict[str, Any]) -> str:
+    if entry.get("label") is not None:  # the caller's own words (e.g. a controller run's name and final alpha)
+        return entry["label"]
     if entry.get("target") is not None:
         alpha = entry.get("alpha")
         return f"target {entry['target']:g}" + ("" if alpha is None else f" (α→{alpha:.2f})")
@@ -44,12 +46,13 @@ def plot_family(entries: Sequence[dict[str, Any]], pareto_path: str | Path, leve
     """The family of a sweep: accuracy vs mean tokens as a curve (base marked, 95% Wilson intervals, each point
     labelled, the min-tokens floor drawn when the task has one), and tokens by level.
 
-    `entries` are sweep.family_view rows: name, alpha (None for the base), target (a budget family), accuracy,
-    mean_tokens, n_samples, by_level {level: {accuracy, mean_tokens, ...}} (the metric names of
-    evaluation.compute_metrics). `others`: more models of the same kind drawn as separate points (e.g.
-    controller runs beside a fixed-alpha family). `seed_means`: sweep.seed_means rows of a family trained
-    under several seeds; the curve is then their mean, with the spread over seeds (± 1 std) as error bars in
-    both directions, each seed's model a small unlabelled point, and tokens by level shows the first seed's models.
+    `entries` are sweep.family_view rows: name, alpha (None for the base), target (a budget family), label (the
+    legend's words, optional), accuracy, mean_tokens, n_samples, by_level {level: {accuracy, mean_tokens, ...}}
+    (the metric names of evaluation.compute_metrics). `others`: more models of the same kind drawn as separate
+    points named in the legend (e.g. controller runs beside a fixed-alpha family). `seed_means`: sweep.seed_means
+    rows of a family trained under several seeds; the curve is then their mean, with the spread over seeds
+    (± 1 std) as error bars in both directions, each seed's model a small unlabelled point, and tokens by level
+    shows the first seed's models.
     """
     base = [entry for entry in entries if entry["name"] == "base"]
     # an alpha-0 control under another loss aggregation is its own point, not a step of the alpha curve
@@ -82,9 +85,10 @@ def plot_family(entries: Sequence[dict[str, Any]], pareto_path: str | Path, leve
         draw(family, "o-", "tab:blue", "RL family (95% Wilson intervals)")
     draw(base, "*", "tab:red", "base model", size=14)
     for index, entry in enumerate(others):
-        draw([entry], "D", MODEL_COLORS[(index + 2) % len(MODEL_COLORS)], _family_label(entry), size=8)
-    # labels alternate above/below and carry an offset that grows when two points are close in x
-    labelled = [*family, *base, *others]
+        draw([entry], "DsP^v"[index % 5], MODEL_COLORS[(index + 2) % len(MODEL_COLORS)], _family_label(entry), size=8)
+    # labels alternate above/below and carry an offset that grows when two points are close in x; `others` are
+    # named by the legend only (their points sit among the family's, where a label would overlap one)
+    labelled = [*family, *base]
     span = max(entry["mean_tokens"] for entry in labelled) - min(entry["mean_tokens"] for entry in labelled) or 1.0
     previous_x = None
     for index, entry in enumerate(sorted(labelled, key=lambda item: item["mean_tokens"])):

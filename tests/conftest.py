@@ -66,6 +66,33 @@ def tiny_model(tmp_path_factory) -> str:
     return str(path)
 
 
+@pytest.fixture(scope="session")
+def retrained_model(tiny_model, tmp_path_factory) -> str:
+    """`tiny_model` with other weights (seeded noise on every tensor): the same architecture and tokenizer, as a
+    checkpoint of a training run is; its samples differ from `tiny_model`'s. A path."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = tmp_path_factory.mktemp("retrained")
+    model = AutoModelForCausalLM.from_pretrained(tiny_model)
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for tensor in model.parameters():
+            tensor.add_(0.05 * torch.randn(tensor.shape, generator=generator))
+    model.save_pretrained(path)
+    AutoTokenizer.from_pretrained(tiny_model).save_pretrained(path)
+    return str(path)
+
+
+def same_records(left, right) -> bool:
+    """Whether two evaluations recorded the same samples (every field but the model's name), in problem order."""
+    def key(row):
+        return row["task"], row["problem_id"], row["sample_index"]
+
+    return ([{**row, "model": None} for row in sorted(left, key=key)]
+            == [{**row, "model": None} for row in sorted(right, key=key)])
+
+
 @dataclass(frozen=True)
 class LocalHead:
     """The test session's Ray head (local_cluster.start): 127.0.0.1, token auth, its own temp dir and ports."""

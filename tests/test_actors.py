@@ -5,7 +5,8 @@ import pytest
 import ray
 import torch
 
-from ray_effreason.actors.generator import GenerationWorker, GeneratorGroup, SampleRequest, SamplingConfig
+from ray_effreason.actors.generator import GenerationWorker, SampleRequest, SamplingConfig
+from ray_effreason.actors.generator_group import GeneratorGroup
 from ray_effreason.actors.launch import init_weight_sync, start_actors, sync_weights
 from ray_effreason.actors.learner import LearnerGroup, LearnerWorker
 from ray_effreason.actors.weight_sync import free_port

@@ -5,17 +5,19 @@ run), everything else reuses their output directories.
 """
 
 import importlib.util
+import json
 import shutil
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
 import torch
+from conftest import same_records
 from transformers import AutoTokenizer
 
 from ray_effreason.config import EvalConfig
 from ray_effreason.config_tree import from_flat
-from ray_effreason.eval_runner import RECORDS, evaluate, load_tasks, model_names
+from ray_effreason.eval_runner import RECORDS, evaluate, load_tasks, model_names, reusable_for
 from ray_effreason.evaluation import read_records, read_summary
 from ray_effreason.forced_answer import answer_suffix
 from ray_effreason.tasks import TaskSet
@@ -229,3 +231,37 @@ def test_task_set_grades_each_example_with_its_own_task(data_dir):
             assert graders.grade(f"so \\boxed{{{example.gold}}}", example) is True
             wrong = "Z" if example.choices else str(int(example.gold) + 1)
             assert graders.grade(f"so \\boxed{{{wrong}}}", example) is False
+
+
+# ---------------------------------------------------------------- one set of actors for a family
+
+
+def test_checkpoints_of_one_architecture_and_tokenizer_share_the_actors(tiny_model, retrained_model, tmp_path):
+    assert reusable_for(tiny_model, retrained_model, tokenizer=None)
+    other = tmp_path / "wider"
+    config_json = json.loads((Path(retrained_model) / "config.json").read_text())
+    shutil.copytree(retrained_model, other)
+    (other / "config.json").write_text(json.dumps({**config_json, "_name_or_path": "elsewhere"}))
+    assert reusable_for(tiny_model, str(other), tokenizer=None)  # a name is not an architecture
+    (other / "config.json").write_text(json.dumps({**config_json, "intermediate_size": 192}))
+    assert not reusable_for(tiny_model, str(other), tokenizer=None)
+    (other / "config.json").write_text(json.dumps(config_json))
+    (other / "chat_template.jinja").write_text("{{ messages }}")
+    assert not reusable_for(tiny_model, str(other), tokenizer=None)  # another tokenizer's prompts
+    assert reusable_for(tiny_model, str(other), tokenizer=tiny_model)  # unless --tokenizer fixes one for all
+    assert not reusable_for(tiny_model, "Qwen/Qwen2.5-0.5B", tokenizer=None)  # a hub id: its own workers
+
+
+def test_the_next_checkpoint_loaded_into_the_workers_samples_as_its_own_workers_do(
+        ray_cluster, tiny_model, retrained_model, tmp_path):
+    def run(models: list[str], output: Path) -> dict[str, list[dict]]:
+        evaluate(from_flat(EvalConfig, {"models": ",".join(models), "tasks": "synthetic", "limit": 4, "samples": 2,
+                                        "max_new_tokens": 16, "generator_backend": "transformers", "device": "cpu",
+                                        "num_verifiers": 1, "output_dir": str(output)}))
+        rows = read_records(output / RECORDS).to_pylist()
+        return {name: [row for row in rows if row["model"] == name] for name in {row["model"] for row in rows}}
+
+    both, alone = run([tiny_model, retrained_model], tmp_path / "both"), run([retrained_model], tmp_path / "alone")
+    first, second = (both[Path(path).name] for path in (tiny_model, retrained_model))
+    assert same_records(second, alone[Path(retrained_model).name])
+    assert not same_records(second, first)  # the same seeds: equal records would mean the weights never changed

@@ -19,8 +19,10 @@ import numpy as np
 import pytest
 import ray
 import torch
+from conftest import same_records
 
-from ray_effreason.actors.generator import GenerationWorker, GeneratorGroup, SampleRequest, SamplingConfig
+from ray_effreason.actors.generator import GenerationWorker, SampleRequest, SamplingConfig
+from ray_effreason.actors.generator_group import GeneratorGroup
 from ray_effreason.actors.launch import generator_backend
 from ray_effreason.actors.vllm_extension import as_param_specs
 from ray_effreason.actors.weight_sync import ParamSpec, WeightSyncGroup, free_port, send_weights
@@ -259,3 +261,26 @@ def test_evaluation_generates_with_vllm_workers_on_cpu(ray_local, tiny_model, tm
     rows = read_records(output / "records.parquet").to_pylist()
     assert len(rows) == 6 * 2
     assert all(0 < row["num_tokens"] <= 16 for row in rows)
+
+
+def test_an_evaluations_next_checkpoint_loads_into_the_same_vllm_engine(ray_local, tiny_model, retrained_model,
+                                                                        tmp_path):
+    from ray_effreason.config import EvalConfig
+    from ray_effreason.config_tree import from_flat
+    from ray_effreason.eval_runner import evaluate
+    from ray_effreason.evaluation import read_records
+
+    def run(models: list[str], output: Path) -> dict[str, list[dict]]:
+        evaluate(from_flat(EvalConfig, {"models": ",".join(models), "tasks": "synthetic", "limit": 6, "samples": 2,
+                                        "max_new_tokens": 16, "generator_backend": "vllm", "device": "cpu",
+                                        "num_verifiers": 1, "output_dir": str(output)}))
+        rows = read_records(output / "records.parquet").to_pylist()
+        return {name: [row for row in rows if row["model"] == name] for name in {row["model"] for row in rows}}
+
+    started = vllm_engines_started()
+    both = run([tiny_model, retrained_model], tmp_path / "both")
+    assert vllm_engines_started() == started + 1  # the second model's weights went into the first one's engine
+    alone = run([retrained_model], tmp_path / "alone")
+    first, second = (both[Path(path).name] for path in (tiny_model, retrained_model))
+    assert same_records(second, alone[Path(retrained_model).name])  # as its own engine samples it
+    assert not same_records(second, first)  # and not the first model's samples (the same seeds)

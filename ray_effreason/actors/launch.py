@@ -16,7 +16,8 @@ import ray
 from ray.util.placement_group import placement_group
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
-from ray_effreason.actors.generator import GenerationWorker, GeneratorGroup
+from ray_effreason.actors.generator import GenerationWorker
+from ray_effreason.actors.generator_group import GeneratorGroup
 from ray_effreason.actors.learner import LearnerGroup, LearnerWorker
 from ray_effreason.actors.verifier import VerifierPool
 from ray_effreason.actors.weight_sync import free_port

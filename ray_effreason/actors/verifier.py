@@ -80,7 +80,7 @@ class VerifierPool:
         return self.deadline_s if self.deadline_s is not None else 60.0 + 2 * self.timeout_s * num_items
 
     def grade(self, texts: list[str], examples: list[Example], finish_reasons: list[str]) -> list[Grade]:
-        from ray_effreason.actors.generator import wait_until_alive  # driver side (the workers need no torch)
+        from ray_effreason.actors.generator_group import wait_until_alive  # driver side (the workers need no torch)
 
         items = list(zip(texts, examples, finish_reasons))
         size = math.ceil(len(items) / len(self.workers)) if items else 1

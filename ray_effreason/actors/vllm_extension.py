@@ -40,7 +40,15 @@ class WeightSyncExtension:
     def receive_weights(self, specs: list[Any]) -> None:
         from ray_effreason.actors.weight_sync import receive_weights
 
-        weights = receive_weights(self.weight_sync_group, as_param_specs(specs))  # full (unsharded) HF names
+        self._reload(receive_weights(self.weight_sync_group, as_param_specs(specs)))  # full (unsharded) HF names
+
+    def load_checkpoint(self, model_path: str) -> None:
+        """The weights of another checkpoint of the same architecture (an evaluation's next model)."""
+        from ray_effreason.actors.generator import checkpoint_weights
+
+        self._reload(checkpoint_weights(model_path))
+
+    def _reload(self, weights: Any) -> None:
         # The worker's in-place reload: layer by layer it restores checkpoint format, loads (sharding for
         # tensor parallelism) and re-processes into kernel format. A plain `model.load_weights` fails on CPU,
         # where the first load prepacked every linear weight and left an empty Parameter without a loader.
