@@ -64,9 +64,11 @@ def main() -> None:
         run_dir = args.output / name
         config = from_flat(TrainConfig, {**TRAIN_PRESETS["tiny"], **knobs, "model": base, "output_dir": str(run_dir),
                                          "run_name": name, "resume": (run_dir / "checkpoints").exists()})
+        if (run_dir / "final_checkpoint").exists():  # trained by an earlier invocation: kept
+            finals[name] = (run_dir / "final_checkpoint").read_text().strip()
+            continue
         clock = time.perf_counter()
-        finals[name] = str(train(config)) if not (run_dir / "final_checkpoint").exists() else (
-            run_dir / "final_checkpoint").read_text().strip()
+        finals[name] = str(train(config))
         seconds[name] = time.perf_counter() - clock
     sweep = from_flat(SweepConfig, {**SWEEP_PRESETS["tiny"], "output_dir": str(args.output)})
     sweep = replace(sweep, train=replace(sweep.train, model=replace(sweep.train.model, model=base)))
@@ -115,7 +117,8 @@ def main() -> None:
                      f"{100 * accuracy:.1f}% | {100 * entry['accuracy']:.1f}% | {entry['mean_tokens']:.1f} | "
                      f"{100 * ratio:.0f}% | {versus} |")
     lines += ["", "![the controller's runs beside the fixed-alpha family](controller.png)", "",
-              f"Training seconds: {json.dumps({name: round(value) for name, value in seconds.items()})}."]
+              f"Training seconds (runs trained by this invocation; the others were kept from an earlier one): "
+              f"{json.dumps({name: round(value) for name, value in seconds.items()})}."]
     (args.docs / "controller.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

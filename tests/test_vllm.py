@@ -245,42 +245,41 @@ def test_rl_steps_run_with_vllm_generation_workers_on_cpu(ray_local, tiny_model,
     assert (output / "checkpoints" / "step-2").is_dir()
 
 
-def test_evaluation_generates_with_vllm_workers_on_cpu(ray_local, tiny_model, tmp_path):
+def evaluate_with_vllm(models: list[str], output: Path) -> dict[str, list[dict]]:
+    """The library's evaluation of `models` on vLLM workers (6 synthetic problems x 2 samples): records by model."""
     from ray_effreason.config import EvalConfig
     from ray_effreason.config_tree import from_flat
     from ray_effreason.eval_runner import evaluate
     from ray_effreason.evaluation import read_records
 
-    started = vllm_engines_started()
-    output = tmp_path / "eval"
     # 1024 + 16 tokens of budget, more than the tiny model's 512 positions: the engine caps it at the model's.
-    evaluate(from_flat(EvalConfig, {"models": tiny_model, "tasks": "synthetic", "limit": 6, "samples": 2,
+    evaluate(from_flat(EvalConfig, {"models": ",".join(models), "tasks": "synthetic", "limit": 6, "samples": 2,
                                     "max_new_tokens": 16, "max_prompt_tokens": 1024, "generator_backend": "vllm",
                                     "device": "cpu", "num_verifiers": 1, "output_dir": str(output)}))
-    assert vllm_engines_started() == started + 1
     rows = read_records(output / "records.parquet").to_pylist()
+    return {name: [row for row in rows if row["model"] == name] for name in {row["model"] for row in rows}}
+
+
+@pytest.fixture(scope="module")
+def tiny_alone(ray_local, tiny_model, tmp_path_factory) -> tuple[list[dict], int]:
+    """The tiny model's evaluation on its own engine: (its records, engines started)."""
+    started = vllm_engines_started()
+    records = evaluate_with_vllm([tiny_model], tmp_path_factory.mktemp("alone"))[Path(tiny_model).name]
+    return records, vllm_engines_started() - started
+
+
+def test_evaluation_generates_with_vllm_workers_on_cpu(tiny_alone):
+    rows, engines = tiny_alone
+    assert engines == 1
     assert len(rows) == 6 * 2
     assert all(0 < row["num_tokens"] <= 16 for row in rows)
 
 
-def test_an_evaluations_next_checkpoint_loads_into_the_same_vllm_engine(ray_local, tiny_model, retrained_model,
+def test_an_evaluations_next_checkpoint_loads_into_the_same_vllm_engine(tiny_alone, tiny_model, retrained_model,
                                                                         tmp_path):
-    from ray_effreason.config import EvalConfig
-    from ray_effreason.config_tree import from_flat
-    from ray_effreason.eval_runner import evaluate
-    from ray_effreason.evaluation import read_records
-
-    def run(models: list[str], output: Path) -> dict[str, list[dict]]:
-        evaluate(from_flat(EvalConfig, {"models": ",".join(models), "tasks": "synthetic", "limit": 6, "samples": 2,
-                                        "max_new_tokens": 16, "generator_backend": "vllm", "device": "cpu",
-                                        "num_verifiers": 1, "output_dir": str(output)}))
-        rows = read_records(output / "records.parquet").to_pylist()
-        return {name: [row for row in rows if row["model"] == name] for name in {row["model"] for row in rows}}
-
     started = vllm_engines_started()
-    both = run([tiny_model, retrained_model], tmp_path / "both")
+    both = evaluate_with_vllm([retrained_model, tiny_model], tmp_path / "both")
     assert vllm_engines_started() == started + 1  # the second model's weights went into the first one's engine
-    alone = run([retrained_model], tmp_path / "alone")
-    first, second = (both[Path(path).name] for path in (tiny_model, retrained_model))
-    assert same_records(second, alone[Path(retrained_model).name])  # as its own engine samples it
+    first, second = (both[Path(path).name] for path in (retrained_model, tiny_model))
+    assert same_records(second, tiny_alone[0])  # as its own engine samples it
     assert not same_records(second, first)  # and not the first model's samples (the same seeds)
