@@ -86,17 +86,18 @@ def plot_family(entries: Sequence[dict[str, Any]], pareto_path: str | Path, leve
     draw(base, "*", "tab:red", "base model", size=14)
     for index, entry in enumerate(others):
         draw([entry], "DsP^v"[index % 5], MODEL_COLORS[(index + 2) % len(MODEL_COLORS)], _family_label(entry), size=8)
-    # labels alternate above/below and carry an offset that grows when two points are close in x; `others` are
-    # named by the legend only (their points sit among the family's, where a label would overlap one)
-    labelled = [*family, *base]
-    span = max(entry["mean_tokens"] for entry in labelled) - min(entry["mean_tokens"] for entry in labelled) or 1.0
-    previous_x = None
-    for index, entry in enumerate(sorted(labelled, key=lambda item: item["mean_tokens"])):
-        crowded = previous_x is not None and entry["mean_tokens"] - previous_x < 0.06 * span
+    # labels alternate above/below and carry an offset that grows when two points are close in x; a label whose
+    # right-hand neighbour is close goes to the left of its point; `others` are named by the legend only (their
+    # points sit among the family's, where a label would overlap one)
+    labelled = sorted([*family, *base], key=lambda item: item["mean_tokens"])
+    xs = [entry["mean_tokens"] for entry in labelled]
+    span = xs[-1] - xs[0] or 1.0
+    for index, entry in enumerate(labelled):
+        crowded = index > 0 and xs[index] - xs[index - 1] < 0.06 * span
+        left = index + 1 < len(xs) and xs[index + 1] - xs[index] < 0.1 * span
         offset = (6 + 10 * crowded) if index % 2 == 0 else -(14 + 10 * crowded)
-        axes.annotate(_family_label(entry), (entry["mean_tokens"], 100 * entry["accuracy"]),
-                      textcoords="offset points", xytext=(5, offset), fontsize=8)
-        previous_x = entry["mean_tokens"]
+        axes.annotate(_family_label(entry), (entry["mean_tokens"], 100 * entry["accuracy"]), textcoords="offset points",
+                      xytext=(-5 if left else 5, offset), ha="right" if left else "left", fontsize=8)
     floor = next((entry.get("mean_min_tokens") for entry in labelled if entry.get("mean_min_tokens")), None)
     if floor:
         axes.axvline(floor, color="gray", linestyle=":", label="min-tokens floor (shortest correct trace)")
