@@ -41,6 +41,49 @@ def _family_label(entry: dict[str, Any]) -> str:
     return entry["name"] if entry.get("alpha") is None else f"α={entry['alpha']:g}"
 
 
+_LABEL_PLACES = tuple((dx, dy, "left" if dx > 0 else "right")  # (dx, dy) in points, alignment; nearest first
+                      for reach in (1, 2, 3) for dy in (6 + 12 * (reach - 1), -14 - 12 * (reach - 1))
+                      for dx in (5 * reach, -5 * reach))
+
+
+def _place_labels(figure: Figure, axes: Any, rows: Sequence[dict[str, Any]],
+                  unlabelled: Sequence[dict[str, Any]] = ()) -> None:
+    """Label each row's point (its 95% interval drawn) so that no two labels overlap and no label covers another
+    point or interval, of `rows` or of `unlabelled`: each takes the first free place of _LABEL_PLACES (the first
+    one if none is free).
+
+    >>> [place[:2] for place in _LABEL_PLACES[:4]]
+    [(5, 6), (-5, 6), (5, -14), (-5, -14)]
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.transforms import Bbox
+
+    renderer = FigureCanvasAgg(figure).get_renderer()  # the canvas savefig(".png") draws with
+    points = [*rows, *unlabelled]
+    below, above = wilson_error_bars(points)
+    bars = []  # each point with its interval, in display pixels, 5 px either side
+    for row, low, high in zip(points, below, above):
+        (x0, y0), (x1, y1) = axes.transData.transform([(row["mean_tokens"], 100 * row["accuracy"] - low),
+                                                      (row["mean_tokens"], 100 * row["accuracy"] + high)])
+        bars.append(Bbox([[x0 - 5, y0 - 5], [x1 + 5, y1 + 5]]))
+    placed: list[Any] = []
+    for index, row in enumerate(rows):
+        point = (row["mean_tokens"], 100 * row["accuracy"])
+        for dx, dy, align in _LABEL_PLACES:
+            label = axes.annotate(_family_label(row), point, textcoords="offset points", xytext=(dx, dy), ha=align,
+                                  fontsize=8)
+            box = label.get_window_extent(renderer).expanded(1.05, 1.1)
+            if not any(box.overlaps(bar) for other, bar in enumerate(bars) if other != index) and not any(
+                    box.overlaps(other) for other in placed):
+                break
+            label.remove()
+        else:  # no free place: the first one
+            dx, dy, align = _LABEL_PLACES[0]
+            label = axes.annotate(_family_label(row), point, textcoords="offset points", xytext=(dx, dy), ha=align,
+                                  fontsize=8)
+        placed.append(label.get_window_extent(renderer))
+
+
 def plot_family(entries: Sequence[dict[str, Any]], pareto_path: str | Path, levels_path: str | Path,
                 others: Sequence[dict[str, Any]] = (), seed_means: Sequence[dict[str, Any]] = ()) -> None:
     """The family of a sweep: accuracy vs mean tokens as a curve (base marked, 95% Wilson intervals, each point
@@ -86,18 +129,7 @@ def plot_family(entries: Sequence[dict[str, Any]], pareto_path: str | Path, leve
     draw(base, "*", "tab:red", "base model", size=14)
     for index, entry in enumerate(others):
         draw([entry], "DsP^v"[index % 5], MODEL_COLORS[(index + 2) % len(MODEL_COLORS)], _family_label(entry), size=8)
-    # labels alternate above/below and carry an offset that grows when two points are close in x; a label whose
-    # right-hand neighbour is close goes to the left of its point; `others` are named by the legend only (their
-    # points sit among the family's, where a label would overlap one)
     labelled = sorted([*family, *base], key=lambda item: item["mean_tokens"])
-    xs = [entry["mean_tokens"] for entry in labelled]
-    span = xs[-1] - xs[0] or 1.0
-    for index, entry in enumerate(labelled):
-        crowded = index > 0 and xs[index] - xs[index - 1] < 0.06 * span
-        left = index + 1 < len(xs) and xs[index + 1] - xs[index] < 0.1 * span
-        offset = (6 + 10 * crowded) if index % 2 == 0 else -(14 + 10 * crowded)
-        axes.annotate(_family_label(entry), (entry["mean_tokens"], 100 * entry["accuracy"]), textcoords="offset points",
-                      xytext=(-5 if left else 5, offset), ha="right" if left else "left", fontsize=8)
     floor = next((entry.get("mean_min_tokens") for entry in labelled if entry.get("mean_min_tokens")), None)
     if floor:
         axes.axvline(floor, color="gray", linestyle=":", label="min-tokens floor (shortest correct trace)")
@@ -111,6 +143,9 @@ def plot_family(entries: Sequence[dict[str, Any]], pareto_path: str | Path, leve
     axes.grid(alpha=0.3)
     axes.legend(fontsize=8, loc="lower right")
     figure.tight_layout()
+    # once the layout is final: each label takes the first of eight places around its point where it overlaps no
+    # label placed before it and no other point; `others` are named by the legend only (they sit among the family)
+    _place_labels(figure, axes, labelled, unlabelled=others)
     figure.savefig(pareto_path, dpi=120)
 
     _plot_family_levels([*base, *level_models, *others], levels_path)
