@@ -38,6 +38,7 @@ def main() -> None:
     parser.add_argument("--target-token-ratio", type=float, default=0.6)
     parser.add_argument("--accuracy-floor", type=float, default=0.93)
     parser.add_argument("--docs", type=Path, default=REPO / "docs")
+    parser.add_argument("--lr", type=float, default=None, help="the runs' lr (default: the tiny preset's)")
     args = parser.parse_args()
 
     import ray
@@ -62,8 +63,10 @@ def main() -> None:
     finals, seconds = {}, {}
     for name, knobs in runs.items():
         run_dir = args.output / name
-        config = from_flat(TrainConfig, {**TRAIN_PRESETS["tiny"], **knobs, "model": base, "output_dir": str(run_dir),
-                                         "run_name": name, "resume": (run_dir / "checkpoints").exists()})
+        lr = {} if args.lr is None else {"lr": args.lr}
+        config = from_flat(TrainConfig, {**TRAIN_PRESETS["tiny"], **lr, **knobs, "model": base,
+                                         "output_dir": str(run_dir), "run_name": name,
+                                         "resume": (run_dir / "checkpoints").exists()})
         if (run_dir / "final_checkpoint").exists():  # trained by an earlier invocation: kept
             finals[name] = (run_dir / "final_checkpoint").read_text().strip()
             continue
