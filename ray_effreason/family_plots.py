@@ -68,19 +68,20 @@ def _place_labels(figure: Figure, axes: Any, rows: Sequence[dict[str, Any]],
         bars.append(Bbox([[x0 - 5, y0 - 5], [x1 + 5, y1 + 5]]))
     placed: list[Any] = []
     for index, row in enumerate(rows):
-        point = (row["mean_tokens"], 100 * row["accuracy"])
-        for dx, dy, align in _LABEL_PLACES:
-            label = axes.annotate(_family_label(row), point, textcoords="offset points", xytext=(dx, dy), ha=align,
-                                  fontsize=8)
+        def annotate(place: tuple[int, int, str], row: dict[str, Any] = row) -> Any:
+            dx, dy, align = place
+            return axes.annotate(_family_label(row), (row["mean_tokens"], 100 * row["accuracy"]),
+                                 textcoords="offset points", xytext=(dx, dy), ha=align, fontsize=8)
+
+        for place in _LABEL_PLACES:
+            label = annotate(place)
             box = label.get_window_extent(renderer).expanded(1.05, 1.1)
             if not any(box.overlaps(bar) for other, bar in enumerate(bars) if other != index) and not any(
                     box.overlaps(other) for other in placed):
                 break
             label.remove()
         else:  # no free place: the first one
-            dx, dy, align = _LABEL_PLACES[0]
-            label = axes.annotate(_family_label(row), point, textcoords="offset points", xytext=(dx, dy), ha=align,
-                                  fontsize=8)
+            label = annotate(_LABEL_PLACES[0])
         placed.append(label.get_window_extent(renderer))
 
 
@@ -143,8 +144,8 @@ def plot_family(entries: Sequence[dict[str, Any]], pareto_path: str | Path, leve
     axes.grid(alpha=0.3)
     axes.legend(fontsize=8, loc="lower right")
     figure.tight_layout()
-    # once the layout is final: each label takes the first of eight places around its point where it overlaps no
-    # label placed before it and no other point; `others` are named by the legend only (they sit among the family)
+    # once the layout is final (the places are in pixels): labels that overlap no other label, point or interval
+    # (_place_labels); `others` are named by the legend only (they sit among the family)
     _place_labels(figure, axes, labelled, unlabelled=others)
     figure.savefig(pareto_path, dpi=120)
 

@@ -84,6 +84,14 @@ def retrained_model(tiny_model, tmp_path_factory) -> str:
     return str(path)
 
 
+def records_by_model(records_path) -> dict[str, list[dict]]:
+    """An evaluation's records (eval_runner RECORDS), grouped by model name."""
+    from ray_effreason.evaluation import read_records
+
+    rows = read_records(records_path).to_pylist()
+    return {name: [row for row in rows if row["model"] == name] for name in {row["model"] for row in rows}}
+
+
 def same_records(left, right) -> bool:
     """Whether two evaluations recorded the same samples (every field but the model's name), in problem order."""
     def key(row):

@@ -104,10 +104,10 @@ def test_bad_controller_settings_name_the_field():
 
 
 def test_the_pid_terms_meet_a_lagging_policy_where_dual_ascent_overshoots():
-    # Dual ascent (K_p 0) keeps raising alpha while the policy has not answered yet, and the policy then falls
-    # far below the target; the default PID controller gets most of alpha at once and takes it back in time.
-    dual = run_lagged(ControllerConfig(target_token_ratio=0.6, controller_kp=0.0, controller_step_size=0.05,
-                                       initial_alpha=0.2), steps=40)
+    # Dual ascent (K_p = K_d = 0) keeps raising alpha while the policy has not answered yet, and the policy then
+    # falls far below the target; the default PID controller gets most of alpha at once and takes it back in time.
+    dual = run_lagged(ControllerConfig(target_token_ratio=0.6, controller_kp=0.0, controller_kd=0.0,
+                                       controller_step_size=0.05, initial_alpha=0.2), steps=40)
     pid = run_lagged(ControllerConfig(target_token_ratio=0.6), steps=40)
     assert min(dual) < 0.6 * 60.0  # 40% under the 60-token target
     assert min(pid) > 0.8 * 60.0  # under by 20% at most, after 40 steps

@@ -12,7 +12,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 import torch
-from conftest import same_records
+from conftest import records_by_model, same_records
 from transformers import AutoTokenizer
 
 from ray_effreason.config import EvalConfig
@@ -258,8 +258,7 @@ def test_the_next_checkpoint_loaded_into_the_workers_samples_as_its_own_workers_
         evaluate(from_flat(EvalConfig, {"models": ",".join(models), "tasks": "synthetic", "limit": 4, "samples": 2,
                                         "max_new_tokens": 16, "generator_backend": "transformers", "device": "cpu",
                                         "num_verifiers": 1, "output_dir": str(output)}))
-        rows = read_records(output / RECORDS).to_pylist()
-        return {name: [row for row in rows if row["model"] == name] for name in {row["model"] for row in rows}}
+        return records_by_model(output / RECORDS)
 
     both, alone = run([tiny_model, retrained_model], tmp_path / "both"), run([retrained_model], tmp_path / "alone")
     first, second = (both[Path(path).name] for path in (tiny_model, retrained_model))

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import ray
 import torch
-from conftest import same_records
+from conftest import records_by_model, same_records
 
 from ray_effreason.actors.generator import GenerationWorker, SampleRequest, SamplingConfig
 from ray_effreason.actors.generator_group import GeneratorGroup
@@ -250,14 +250,12 @@ def evaluate_with_vllm(models: list[str], output: Path) -> dict[str, list[dict]]
     from ray_effreason.config import EvalConfig
     from ray_effreason.config_tree import from_flat
     from ray_effreason.eval_runner import evaluate
-    from ray_effreason.evaluation import read_records
 
     # 1024 + 16 tokens of budget, more than the tiny model's 512 positions: the engine caps it at the model's.
     evaluate(from_flat(EvalConfig, {"models": ",".join(models), "tasks": "synthetic", "limit": 6, "samples": 2,
                                     "max_new_tokens": 16, "max_prompt_tokens": 1024, "generator_backend": "vllm",
                                     "device": "cpu", "num_verifiers": 1, "output_dir": str(output)}))
-    rows = read_records(output / "records.parquet").to_pylist()
-    return {name: [row for row in rows if row["model"] == name] for name in {row["model"] for row in rows}}
+    return records_by_model(output / "records.parquet")
 
 
 @pytest.fixture(scope="module")
