@@ -225,6 +225,9 @@ class TrainConfig:
     seed: int = option(42, "seed for data order, sampling and initialization (the paper: 42)")
     async_steps: int = option(0, "1: one-step-off pipelining, the generators sample step t+1 (with step t's "
                                  "weights) while the learner updates on step t; 0: sequential, as the paper")
+    grade_while_generating: bool = option(True, "grade completions as the generation workers stream them back, "
+                                                "overlapping grading with sampling (the same grades); off: grade "
+                                                "the whole batch once it is generated")
     resume: bool = option(False, "continue from the last checkpoint in output_dir")
     max_restarts: int = option(2, "times a run that loses an actor (a learner rank; a generation worker or "
                                   "verifier out of Ray restarts) is restarted from its last checkpoint")

@@ -8,7 +8,9 @@
                    --async-steps 1 the next step's requests go out now and are sampled during 3-6
                    (+ with --controller-probe-prompts N: N held-out prompts once each at the evaluation
                    temperature, what the controller reads)
-    3. grade       the verifier pool; truncated samples (no EOS) are not correct
+    3. grade       the verifier pool, each worker's completions as they stream back (grading while
+                   generating; --no-grade-while-generating: after the batch); truncated samples (no EOS)
+                   are not correct
     4. reward      length_penalized_rewards on (B, G): mean/std over each prompt's correct samples; with a
                    token budget or an accuracy floor, alpha is the controller's (alpha_controller.py);
                    --reward NAME picks another length reward (rewards.REWARDS, length_rewards.py)
@@ -52,6 +54,7 @@ from ray_effreason.actors.launch import (
     stop_actors,
     sync_weights,
 )
+from ray_effreason.actors.verifier import GradingStream
 from ray_effreason.advantages import compute_advantages
 from ray_effreason.alpha_controller import AlphaController
 from ray_effreason.batching import Sample
@@ -243,7 +246,13 @@ def _train_once(config: TrainConfig, cleanup: contextlib.ExitStack) -> Path:
         batch, budgets, generation = upcoming if upcoming is not None else launch(step)
         # weight updates between the sampling policy and this update: one step off, every step but the first
         staleness = int(config.async_steps > 0 and step > start_step)
-        completions = sorted(generation.result(), key=lambda c: c.request_id)
+        # 3 starts here: each worker streams its completions back as they finish and, with
+        # --grade-while-generating (the default), each piece goes to the verifiers at once (GradingStream)
+        grading = GradingStream(actors.verifiers)
+        grade = grading.completions_adder
+        streamed = config.grade_while_generating
+        completions = sorted(generation.result(on_chunk=grade("batch", batch) if streamed else None),
+                             key=lambda c: c.request_id)
         lap("generate")  # with --async-steps 1: only what is left of it once the previous update is done
         if step == start_step:
             timings["time/generate"] = first_generate_s
@@ -252,18 +261,20 @@ def _train_once(config: TrainConfig, cleanup: contextlib.ExitStack) -> Path:
         # After a resume the first step samples with the checkpoint's weights (the pipeline restarts).
         # The controller's probe: each held-out prompt once at the evaluation temperature, with this step's weights
         # (its own seeds; before the next step's requests, so one batch is in flight at a time).
-        probe = actors.generators.generate(
+        probe = actors.generators.submit(
             [SampleRequest(index, index, 0, example.prompt, sample_seed(config.seed, "probe", step, index, 0))
-             for index, example in enumerate(probe_examples)], probe_sampling, rejoin=rejoin) if probe_examples else []
+             for index, example in enumerate(probe_examples)], probe_sampling, rejoin=rejoin).result(
+            on_chunk=grade("probe", probe_examples) if streamed else None) if probe_examples else []
         if probe:
             lap("probe")
         upcoming = launch(step + 1) if config.async_steps and step + 1 < config.num_steps else None
         # ------------------------------------------------------------------ 3. grade
-        graded = completions + probe  # one call for both: the probe's prompts are probe_examples
-        grades = actors.verifiers.grade(
-            [c.text for c in graded], [batch[c.prompt_index] for c in completions]
-            + [probe_examples[c.prompt_index] for c in probe], [c.finish_reason for c in graded])
-        grades, probe_grades = grades[:len(completions)], grades[len(completions):]
+        if not streamed:  # the whole batch (and the probe) in one go
+            grade("batch", batch)(completions)
+            grade("probe", probe_examples)(probe)
+        graded = grading.result()  # time/grade: only what is left once the batch is in
+        grades = [graded["batch", c.request_id] for c in completions]
+        probe_grades = [graded["probe", c.request_id] for c in probe]
         lap("grade")
         # ------------------------------------------------------------------ 4. reward, 5. advantages
         correct = np.array([grade.correct for grade in grades]).reshape(B, G)  # (B, G)
@@ -295,6 +306,8 @@ def _train_once(config: TrainConfig, cleanup: contextlib.ExitStack) -> Path:
         metrics.update(learner_metrics)
         metrics.update(timings)
         metrics["staleness"] = float(staleness)
+        metrics["grading/busy_s"] = grading.busy_s  # all grading, overlapped with generation or not
+        metrics["grading/calls"] = float(len(grading.call_starts))
         if step == start_step:
             metrics.update(startup)
         metrics["tokens_per_second"] = float(num_tokens.sum()) / max(timings["time/generate"], 1e-9)

@@ -1,5 +1,7 @@
 """The Ray actor system on CPU: real Ray, real DeepSpeed (gloo), a tiny Qwen2 model built locally."""
 
+import time
+
 import numpy as np
 import pytest
 import ray
@@ -9,6 +11,7 @@ from ray_effreason.actors.generator import GenerationWorker, SampleRequest, Samp
 from ray_effreason.actors.generator_group import GeneratorGroup
 from ray_effreason.actors.launch import init_weight_sync, start_actors, sync_weights
 from ray_effreason.actors.learner import LearnerGroup, LearnerWorker
+from ray_effreason.actors.verifier import GradingStream, VerifierPool
 from ray_effreason.actors.weight_sync import free_port
 from ray_effreason.batching import Sample
 from ray_effreason.config import LearnerConfig, LossConfig, RewardConfig, RolloutConfig
@@ -33,7 +36,9 @@ def generators(ray_local, tiny_model):
     """Transformers generation workers of engine seeds 0, 1 and 2 (by seed), shared: generating changes nothing
     in a worker but its RNG, which every request reseeds."""
     remote = ray.remote(GenerationWorker).options(num_cpus=0.5)
-    workers = {seed: remote.remote(tiny_model, None, "transformers", "cpu", seed) for seed in (0, 1, 2)}
+    # generate() calls of 4 sequences: a worker's share of a batch comes back in several pieces
+    workers = {seed: remote.remote(tiny_model, None, "transformers", "cpu", seed, generation_batch_size=4)
+               for seed in (0, 1, 2)}
     yield workers
     for worker in workers.values():
         ray.kill(worker)
@@ -149,6 +154,32 @@ def test_group_split_across_two_workers_gets_the_same_rewards_as_one_worker(gene
     correct = np.arange(12).reshape(3, 4) % 3 != 0  # a fixed pattern: the point is the grouping, not grading
     np.testing.assert_array_equal(length_penalized_rewards(correct, lengths[0], 0.2),
                                   length_penalized_rewards(correct, lengths[1], 0.2))
+
+
+def test_completions_stream_back_in_pieces_and_are_graded_while_the_rest_are_sampled(generators, task):
+    requests = make_requests(task, 6, 4)  # 24 requests: 12 per worker, in generate() calls of 4
+    group = GeneratorGroup([generators[0], generators[1]])
+    pool = VerifierPool(task, 2, num_cpus=0.25)
+    stream = GradingStream(pool)
+    add, arrivals = stream.completions_adder("batch", task.examples), []
+
+    def on_chunk(piece):
+        arrivals.append((time.perf_counter(), len(piece)))
+        add(piece)
+
+    completions = group.submit(requests, SAMPLING).result(on_chunk=on_chunk)
+    graded = stream.result()
+    assert [size for _, size in arrivals] == [4] * 6  # each generate() call's completions as soon as it is done
+    assert completions == group.generate(requests, SAMPLING)  # the same samples, in request order
+    # grading began while the workers were still sampling: before the last piece came back
+    assert stream.call_starts[0] < arrivals[-1][0]
+    assert 1 < len(stream.call_starts) <= len(arrivals)
+    whole = pool.grade([c.text for c in completions], [task.examples[c.prompt_index] for c in completions],
+                       [c.finish_reason for c in completions])
+    assert [graded["batch", c.request_id] for c in completions] == whole  # the grades of the whole batch at once
+    assert any(grade.truncated for grade in whole) and not all(grade.truncated for grade in whole)
+    with pytest.raises(ValueError, match="request ids repeat"):
+        group.submit(requests + requests[:1], SAMPLING)
 
 
 def test_generation_reports_truncation_and_eos(generators, task):

@@ -10,7 +10,7 @@ import json
 import pytest
 import torch
 
-from ray_effreason.actors.generator import TransformersBackend
+from ray_effreason.actors.generator import TransformersBackend, generate_all
 from ray_effreason.config import SamplingConfig
 from ray_effreason.driver import train
 
@@ -20,8 +20,8 @@ def test_transformers_logprobs_are_the_sampling_distributions_and_leave_samples_
     backend = TransformersBackend(tiny_model, tiny_model, "cpu", seed=0)
     prompts = [backend.tokenizer("Compute (3 + 8) mod 10.")["input_ids"], backend.tokenizer("1 + 1")["input_ids"]]
     sampling = SamplingConfig(temperature=0.7, top_p=top_p, max_new_tokens=12, max_prompt_tokens=64)
-    with_logprobs = backend.generate(prompts, [5, 6], SamplingConfig(**{**vars(sampling), "logprobs": True}), 8)
-    plain = backend.generate(prompts, [5, 6], sampling, 8)
+    with_logprobs = generate_all(backend, prompts, [5, 6], SamplingConfig(**{**vars(sampling), "logprobs": True}), 8)
+    plain = generate_all(backend, prompts, [5, 6], sampling, 8)
     assert [tokens for tokens, _, _ in with_logprobs] == [tokens for tokens, _, _ in plain]
     assert all(logprobs is None for _, _, logprobs in plain)
     for ids, (tokens, _, logprobs) in zip(prompts, with_logprobs):
@@ -43,15 +43,24 @@ def test_one_step_off_pipelines_with_stale_weights_and_starts_as_the_sequential_
         ray_local, level_one_reasoner, cpu_train_config, tmp_path):
     model, problems = level_one_reasoner  # about 2 in 3 of its samples correct, of varied lengths: real updates
     runs = {}
-    for async_steps in (0, 1):
-        config = cpu_train_config(model, tmp_path / f"async-{async_steps}", task_path=problems, async_steps=async_steps,
-                                  steps=3, save_every=3, max_prompts=16, prompts_per_step=4, samples_per_prompt=4,
+    # (async steps, grade while generating): the default grades each worker's completions as they stream back
+    for async_steps, streamed in ((0, True), (1, True), (0, False)):
+        name = f"async-{async_steps}-{'streamed' if streamed else 'after'}"
+        config = cpu_train_config(model, tmp_path / name, task_path=problems, async_steps=async_steps,
+                                  grade_while_generating=streamed, steps=3, save_every=3, max_prompts=16,
+                                  prompts_per_step=4, samples_per_prompt=4, generation_batch_size=4,
                                   max_new_tokens=48, train_batch_size=16, micro_batch_size=8, lr=5e-4, seed=3)
         final = train(config)
-        runs[async_steps] = [json.loads(line) for line in (tmp_path / f"async-{async_steps}" / "metrics.jsonl")
-                             .read_text().splitlines()]
+        runs[async_steps, streamed] = [json.loads(line) for line in (tmp_path / name / "metrics.jsonl")
+                                       .read_text().splitlines()]
         assert final.name == "step-3"
-    sequential, pipelined = runs[0], runs[1]
+    sequential, pipelined, graded_after = runs[0, True], runs[1, True], runs[0, False]
+    # Grading while generating changes when answers are graded, nothing else: every step's numbers are equal.
+    timing = ("time", "startup/", "grading/", "tokens_per_second", "step_tokens_per_second")
+    assert [{k: v for k, v in row.items() if not k.startswith(timing)} for row in sequential] == \
+        [{k: v for k, v in row.items() if not k.startswith(timing)} for row in graded_after]
+    assert all(row["grading/calls"] > 1 for row in sequential[1:])  # one worker, pieces of 4: several grade calls
+    assert all(row["grading/calls"] == 1 for row in graded_after)
     assert [row["staleness"] for row in sequential] == [0, 0, 0]
     assert [row["staleness"] for row in pipelined] == [0, 1, 1]
     assert all("time/generate_next" in row for row in pipelined[:-1]) and "time/generate_next" not in pipelined[-1]

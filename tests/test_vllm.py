@@ -124,6 +124,15 @@ def test_vllm_seeded_samples_do_not_depend_on_batch_order_or_worker(workers, tas
     assert len({tuple(ids) for ids in token_ids(first)}) > 1, "samples should differ (seeded sampling, not greedy)"
     assert all(c.finish_reason in ("stop", "length") and c.num_tokens == len(c.token_ids) for c in first)
     assert [c.request_id for c in first] == [r.request_id for r in requests]
+    # streamed (GenerationWorker.generate_stream: each engine step's finished requests at once), in finishing order:
+    # the same samples, in several pieces, the shorter samples first
+    pieces = [ray.get(ref) for ref in
+              workers["in_process"].generate_stream.options(num_returns="streaming").remote(requests, SAMPLING)]
+    assert len(pieces) > 1
+    streamed = sorted((c for piece in pieces for c in piece), key=lambda c: c.request_id)
+    assert token_ids(streamed) == token_ids(first)
+    lengths = [max(c.num_tokens for c in piece) for piece in pieces]
+    assert lengths == sorted(lengths)
 
 
 def test_vllm_logprobs_are_the_sampling_distributions_and_leave_samples_alone(workers, task, tiny_model):

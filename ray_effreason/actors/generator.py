@@ -21,7 +21,7 @@ max_new_tokens, i.e. truncated).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 
@@ -41,6 +41,10 @@ class SampleRequest:
     # Already-rendered prompt tokens (e.g. a truncated completion continued to force an answer):
     # used as they are, no chat template.
     prompt_token_ids: tuple[int, ...] | None = None
+
+
+# What a backend gives per sample: (generated token ids, finish reason "stop" | "length", per-token log-probs or None).
+Sampled = tuple[list[int], str, "list[float] | None"]
 
 
 @dataclass
@@ -127,12 +131,11 @@ class TransformersBackend:
         self.pad_id = (self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None
                        else self.tokenizer.eos_token_id)
 
-    @torch.no_grad()
-    def generate(self, prompt_ids: list[list[int]], seeds: list[int], sampling: SamplingConfig,
-                 batch_size: int) -> list[tuple[list[int], str, list[float] | None]]:
+    def generate_stream(self, prompt_ids: list[list[int]], seeds: list[int], sampling: SamplingConfig,
+                        batch_size: int) -> Iterator[list[tuple[int, Sampled]]]:
+        """Each `model.generate` call of `batch_size` prompts, yielded as soon as it is done."""
         from transformers import GenerationConfig, LogitsProcessorList
 
-        results: list[tuple[list[int], str, list[float] | None]] = []
         eos = self.tokenizer.eos_token_id
         config = GenerationConfig(do_sample=False, max_new_tokens=sampling.max_new_tokens, eos_token_id=eos,
                                   pad_token_id=self.pad_id)
@@ -143,13 +146,16 @@ class TransformersBackend:
             attention = torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for ids in chunk], device=self.device)
             sampler = SeededGumbelSampler(chunk_seeds, sampling.temperature, sampling.top_p, self.device,
                                           sampling.logprobs)
-            output = self.model.generate(input_ids=input_ids, attention_mask=attention, generation_config=config,
-                                         logits_processor=LogitsProcessorList([sampler]))
+            with torch.no_grad():
+                output = self.model.generate(input_ids=input_ids, attention_mask=attention, generation_config=config,
+                                             logits_processor=LogitsProcessorList([sampler]))
             rows_logprobs = sampler.rows_logprobs() if sampling.logprobs else None
+            piece = []
             for index, row in enumerate(output[:, width:].tolist()):
                 tokens, reason = (row[: row.index(eos) + 1], "stop") if eos in row else (row, "length")
-                results.append((tokens, reason, rows_logprobs[index][:len(tokens)] if rows_logprobs else None))
-        return results
+                piece.append((start + index, (tokens, reason, rows_logprobs[index][:len(tokens)] if rows_logprobs
+                                              else None)))
+            yield piece
 
     def load_weights(self, named_tensors) -> None:
         params = dict(self.model.named_parameters())
@@ -209,31 +215,56 @@ class VLLMBackend:
                        **device_args[device])
         self.tokenizer = self.llm.get_tokenizer()
         self.tensor_parallel_size = tensor_parallel_size
+        self.calls = 0  # generate_stream calls: part of each request id
 
     def load_checkpoint(self, model_path: str) -> None:
         self.llm.collective_rpc("load_checkpoint", args=(model_path,))
         self.llm.reset_prefix_cache()  # cached KV blocks belong to the old weights
 
-    def generate(self, prompt_ids: list[list[int]], seeds: list[int], sampling: SamplingConfig,
-                 batch_size: int) -> list[tuple[list[int], str, list[float] | None]]:  # noqa: ARG002
-        """All requests in one call: vLLM schedules its own batches (batch_size is the transformers backend's).
-        With `sampling.logprobs`, each sampled token's log-prob (the engine's "processed_logprobs": after
-        temperature and top-p, the distribution it samples from)."""
+    def generate_stream(self, prompt_ids: list[list[int]], seeds: list[int], sampling: SamplingConfig,
+                        batch_size: int) -> Iterator[list[tuple[int, Sampled]]]:  # noqa: ARG002
+        """All requests queued at once: vLLM schedules its own batches (batch_size is the transformers backend's).
+        The engine's step loop is `LLM.generate`'s (`llm_engine.add_request` with FINAL_ONLY outputs, then
+        `llm_engine.step()` until no request is unfinished), except that each step's finished requests are
+        yielded at once instead of at the end.
+        Per-request seeds: a sample does not depend on when its neighbours finish. With `sampling.logprobs`,
+        each sampled token's log-prob (the engine's "processed_logprobs": after temperature and top-p, the
+        distribution it samples from)."""
         from vllm import SamplingParams
         from vllm.inputs import TokensPrompt
+        from vllm.sampling_params import RequestOutputKind
 
-        params = [SamplingParams(n=1, temperature=sampling.temperature, top_p=sampling.top_p,
-                                 max_tokens=sampling.max_new_tokens, seed=seed,
-                                 logprobs=0 if sampling.logprobs else None) for seed in seeds]
-        outputs = self.llm.generate([TokensPrompt(prompt_token_ids=ids) for ids in prompt_ids], params,
-                                    use_tqdm=False)
-        results = []
-        for out in outputs:
-            sample = out.outputs[0]
-            logprobs = ([float(step[token].logprob) for token, step in zip(sample.token_ids, sample.logprobs)]
-                        if sampling.logprobs else None)
-            results.append((list(sample.token_ids), "stop" if sample.finish_reason == "stop" else "length", logprobs))
-        return results
+        engine = self.llm.llm_engine
+        self.calls += 1
+        position = {}
+        for index, (ids, seed) in enumerate(zip(prompt_ids, seeds)):
+            params = SamplingParams(n=1, temperature=sampling.temperature, top_p=sampling.top_p,
+                                    max_tokens=sampling.max_new_tokens, seed=seed,
+                                    logprobs=0 if sampling.logprobs else None,
+                                    output_kind=RequestOutputKind.FINAL_ONLY)  # as LLM.generate asks
+            request_id = f"{self.calls}-{index}"  # unique in the engine's life; outputs carry it
+            engine.add_request(request_id, TokensPrompt(prompt_token_ids=ids), params)
+            position[request_id] = index
+        while engine.has_unfinished_requests():
+            piece = []
+            for out in engine.step():
+                if not out.finished:
+                    continue
+                sample = out.outputs[0]
+                logprobs = ([float(step[token].logprob) for token, step in zip(sample.token_ids, sample.logprobs)]
+                            if sampling.logprobs else None)
+                piece.append((position[out.request_id], (list(sample.token_ids),
+                                                         "stop" if sample.finish_reason == "stop" else "length",
+                                                         logprobs)))
+            if piece:
+                yield piece
+
+
+def generate_all(backend: Any, prompt_ids: list[list[int]], seeds: list[int], sampling: SamplingConfig,
+                 batch_size: int) -> list[Sampled]:
+    """A backend's whole stream, in the order of `prompt_ids`."""
+    pieces = [item for piece in backend.generate_stream(prompt_ids, seeds, sampling, batch_size) for item in piece]
+    return [sampled for _, sampled in sorted(pieces, key=lambda item: item[0])]
 
 
 # The generation backends by name (RolloutConfig.generator_backend; "auto" is resolved in
@@ -267,6 +298,15 @@ class GenerationWorker:
     def generate(self, requests: list[SampleRequest], sampling: SamplingConfig,
                  weights_version: int | None = None) -> list[Completion]:
         """`weights_version`: the version the caller expects (None: any); a mismatch raises StaleWeightsError."""
+        completions = [c for piece in self.generate_stream(requests, sampling, weights_version) for c in piece]
+        order = {request.request_id: index for index, request in enumerate(requests)}
+        return sorted(completions, key=lambda completion: order[completion.request_id])
+
+    def generate_stream(self, requests: list[SampleRequest], sampling: SamplingConfig,
+                        weights_version: int | None = None) -> Iterator[list[Completion]]:
+        """`generate`, the completions yielded as they finish (a Ray streaming generator: call it with
+        `.options(num_returns="streaming")`), so the driver grades them while the rest are sampled
+        (generator_group.PendingGeneration). Same samples as `generate`, in finishing order."""
         if weights_version is not None and weights_version != self.weights_version:
             raise StaleWeightsError(f"weights version {self.weights_version}, expected {weights_version} "
                                     f"(the worker restarted and has not re-joined the weight sync)")
@@ -276,16 +316,18 @@ class GenerationWorker:
         rendered.reverse()
         prompt_ids = [list(request.prompt_token_ids) if request.prompt_token_ids is not None else rendered.pop()
                       for request in requests]
-        outputs = self.backend.generate(prompt_ids, [request.seed for request in requests], sampling,
-                                        self.generation_batch_size)
-        completions = []
-        for request, ids, (token_ids, finish_reason, logprobs) in zip(requests, prompt_ids, outputs):
-            completions.append(Completion(
-                request_id=request.request_id, prompt_index=request.prompt_index,
-                sample_index=request.sample_index, prompt_token_ids=ids, token_ids=token_ids,
-                text=self.tokenizer.decode(token_ids, skip_special_tokens=True), num_tokens=len(token_ids),
-                finish_reason=finish_reason, logprobs=logprobs))
-        return completions
+        stream = self.backend.generate_stream(prompt_ids, [request.seed for request in requests], sampling,
+                                              self.generation_batch_size)
+        for piece in stream:
+            completions = []
+            for index, (token_ids, finish_reason, logprobs) in piece:
+                request = requests[index]
+                completions.append(Completion(
+                    request_id=request.request_id, prompt_index=request.prompt_index,
+                    sample_index=request.sample_index, prompt_token_ids=prompt_ids[index], token_ids=token_ids,
+                    text=self.tokenizer.decode(token_ids, skip_special_tokens=True), num_tokens=len(token_ids),
+                    finish_reason=finish_reason, logprobs=logprobs))
+            yield completions
 
     # ------------------------------------------------------------------ weight sync (ranks 1..N)
 

@@ -64,7 +64,12 @@ class GeneratorGroup:
 
     def submit(self, requests: list[SampleRequest], sampling: SamplingConfig,
                rejoin: Callable[[], None] | None = None, attempts: int = 3) -> PendingGeneration:
-        """`generate` without waiting: the requests go to the workers now, `.result()` collects them."""
+        """`generate` without waiting: the requests go to the workers now, `.result()` collects them.
+        Request ids must be unique in a batch: completions are matched to their requests by id."""
+        if len({request.request_id for request in requests}) != len(requests):
+            seen: set[int] = set()
+            repeated = sorted({r.request_id for r in requests if r.request_id in seen or seen.add(r.request_id)})
+            raise ValueError(f"request ids repeat in one batch: {repeated[:5]}")
         size = -(-len(requests) // len(self.workers))
         chunks = {index: requests[start:start + size] for index, start in enumerate(range(0, len(requests), size))}
         version = self.weights_version if rejoin else None  # without a sync group (evaluation), any weights
@@ -72,42 +77,71 @@ class GeneratorGroup:
 
 
 class PendingGeneration:
-    """One batch of requests in flight on a GeneratorGroup's workers; `result()` waits (once) and handles faults."""
+    """One batch of requests in flight on a GeneratorGroup's workers; `result()` waits (once) and handles faults.
+
+    Each worker streams its completions as they finish (GenerationWorker.generate_stream, a Ray streaming
+    generator): `result(on_chunk)` hands every piece to `on_chunk` the moment it arrives, so the driver grades
+    while the rest are sampled (driver step 3, verifier.GradingStream). A worker lost mid-stream has only the
+    requests it had not yet returned re-issued; each sample has its own seed, so they are the ones it would
+    have given.
+    """
 
     def __init__(self, group: GeneratorGroup, chunks: dict[int, list[SampleRequest]], sampling: SamplingConfig,
                  version: int | None, rejoin: Callable[[], None] | None, attempts: int):
         self.group, self.chunks, self.sampling, self.version = group, chunks, sampling, version
         self.rejoin, self.attempts = rejoin, attempts
-        self.calls = self._issue(chunks)
+        self.streams = self._issue(chunks)
         self.completions: list[Completion] | None = None
 
     def _issue(self, chunks: dict[int, list[SampleRequest]]) -> dict[int, Any]:
         workers = self.group.workers
-        return {index: workers[index].generate.remote(chunk, self.sampling, self.version)
+        return {index: workers[index].generate_stream.options(num_returns="streaming").remote(
+                    chunk, self.sampling, self.version)
                 for index, chunk in chunks.items()}
 
-    def result(self) -> list[Completion]:
+    def result(self, on_chunk: Callable[[list[Completion]], None] | None = None) -> list[Completion]:
+        """Every completion, in request order. `on_chunk(completions)` is called in this thread once per piece,
+        as it arrives (pieces of a re-issued part too): every completion once per call of `result`, all in one
+        piece when an earlier call already collected them."""
         import ray
 
         if self.completions is not None:
+            if on_chunk is not None:
+                on_chunk(self.completions)
             return self.completions
-        pending, calls, done = self.chunks, self.calls, {}
+        received: dict[int, list[Completion]] = {index: [] for index in self.chunks}
+        pending, streams = self.chunks, self.streams
         for attempt in range(self.attempts + 1):
-            failed = {}
-            for index, call in calls.items():
+            failed: dict[int, list[SampleRequest]] = {}
+            live = dict(streams)
+            while live:
+                [ready], _ = ray.wait(list(live.values()), num_returns=1)
+                index = next(index for index, stream in live.items() if stream is ready)
                 try:
-                    done[index] = ray.get(call)
+                    piece = ray.get(next(ready))
+                except StopIteration:
+                    del live[index]
+                    continue
                 except Exception as error:  # noqa: BLE001 (re-raised unless a lost or stale worker)
                     if self.rejoin is None or attempt == self.attempts or not _lost_or_stale(error):
                         raise
-                    failed[index] = pending[index]
+                    done = {completion.request_id for completion in received[index]}
+                    failed[index] = [request for request in pending[index] if request.request_id not in done]
+                    del live[index]
+                    continue
+                received[index].extend(piece)
+                if on_chunk is not None:
+                    on_chunk(piece)
             if not failed:
                 break
             for index in failed:
                 wait_until_alive(self.group.workers[index])
             self.rejoin()  # (with --async-steps 1 after an update: the re-issued part samples newer weights)
             self.group.reissued_requests += sum(len(chunk) for chunk in failed.values())
-            pending = failed
-            calls = self._issue(pending)
-        self.completions = [completion for index in sorted(done) for completion in done[index]]
+            pending = {**pending, **failed}
+            streams = self._issue(failed)
+        order = {request.request_id: position for position, request in
+                 enumerate(request for index in sorted(self.chunks) for request in self.chunks[index])}
+        self.completions = sorted((completion for index in sorted(received) for completion in received[index]),
+                                  key=lambda completion: order[completion.request_id])
         return self.completions

@@ -13,7 +13,10 @@ from __future__ import annotations
 import contextlib
 import math
 import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any, Callable, Hashable
 
 import ray
 
@@ -117,3 +120,53 @@ class VerifierPool:
                 graded[index] = [Grade(correct=False, answer_correct=None, truncated=reason != "stop")
                                  for _, _, reason in parts[index]]
         return [grade for index in range(len(parts)) for grade in graded[index]]
+
+
+class GradingStream:
+    """Grading while generating: completions handed over as they arrive are graded in the background, by one
+    thread that sends whatever has queued since its last call to `VerifierPool.grade` (its fault handling
+    included), so grading overlaps generation and small pieces coalesce into one call per verifier round.
+    The grades are the pool's on the same items, whatever the pieces: each answer is graded on its own.
+    Use: `add(keys, texts, examples, finish_reasons)` per piece, then `result()` -> {key: Grade}.
+    """
+
+    def __init__(self, pool: VerifierPool):
+        self.pool = pool
+        self.queue: list[tuple[Hashable, str, Example, str]] = []
+        self.grades: dict[Hashable, Grade] = {}
+        self.lock = threading.Lock()
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="grading")
+        self.futures: list[Future] = []
+        self.busy_s = 0.0  # seconds spent in VerifierPool.grade, overlapped or not
+        self.call_starts: list[float] = []  # time.perf_counter() at each VerifierPool.grade call
+
+    def add(self, keys: list[Hashable], texts: list[str], examples: list[Example], finish_reasons: list[str]) -> None:
+        with self.lock:
+            self.queue.extend(zip(keys, texts, examples, finish_reasons))
+        self.futures.append(self.executor.submit(self._drain))
+
+    def completions_adder(self, kind: str, examples: list[Example]) -> Callable[[list[Any]], None]:
+        """`add` for pieces of generator Completions of `examples`, keyed (kind, request_id)."""
+        return lambda piece: self.add([(kind, c.request_id) for c in piece], [c.text for c in piece],
+                                      [examples[c.prompt_index] for c in piece], [c.finish_reason for c in piece])
+
+    def _drain(self) -> None:
+        with self.lock:
+            items, self.queue = self.queue, []
+        if not items:  # an earlier call took them
+            return
+        started = time.perf_counter()
+        self.call_starts.append(started)
+        keys, texts, examples, reasons = zip(*items)
+        grades = self.pool.grade(list(texts), list(examples), list(reasons))
+        self.busy_s += time.perf_counter() - started
+        self.grades.update(zip(keys, grades))
+
+    def result(self) -> dict[Any, Grade]:
+        """Wait for every answer added so far; the first grading error is raised here. Stops the thread."""
+        try:
+            for future in self.futures:
+                future.result()
+        finally:
+            self.executor.shutdown(wait=True, cancel_futures=True)
+        return self.grades
