@@ -36,6 +36,7 @@ config and the lr schedule are in deepspeed_setup.py.
 from __future__ import annotations
 
 import contextlib
+import copy
 import os
 import warnings
 from typing import Any
@@ -100,14 +101,16 @@ class LearnerWorker(OfflineObjectives):
         self.learner, self.loss, self.temperature, self.max_new_tokens = learner, loss, temperature, max_new_tokens
         dtype = getattr(torch, DEVICES[device].dtype)
         model = AutoModelForCausalLM.from_pretrained(model_path, dtype=dtype)
+        self.reference = None
+        if loss.kl_coef > 0:
+            # The KL reference shares the policy's load: a copy of the weights just read, not a second read of
+            # the checkpoint (for 7B, 15 GB less from disk per rank). Copied before anything changes the policy.
+            self.reference = copy.deepcopy(model).to(self.device).eval()
+            self.reference.requires_grad_(False)
         if learner.gradient_checkpointing:
             model.gradient_checkpointing_enable()
         self.pad_id = model.config.pad_token_id if model.config.pad_token_id is not None else 0
         self.model_path, self.dtype = model_path, dtype  # DPO loads its frozen reference on first use
-        self.reference = None
-        if loss.kl_coef > 0:
-            self.reference = AutoModelForCausalLM.from_pretrained(model_path, dtype=dtype).to(self.device).eval()
-            self.reference.requires_grad_(False)
         config = deepspeed_config(learner, world_size, device)
         optimizer = None
         if device == "cpu":
