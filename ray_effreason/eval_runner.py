@@ -8,7 +8,8 @@
     2. generate `batch_size` problems at a time, every sample with its own seed
     3. force    with --force-answer: truncated samples are continued with a forced final answer
                 (forced_answer.py)
-    4. grade    the task's own grader (the one training uses), on the verifier pool
+    4. grade    the task's own grader (the one training uses), on the verifier pool; without forced answers
+                each worker's completions as they stream back (verifier.GradingStream), as training does
     5. append   the batch's records as a new part file (a job killed midway loses nothing written)
     then: summary.json (evaluation.compute_metrics), summary.md and plots (report.summarize).
 
@@ -247,6 +248,7 @@ def run_task(actors: Actors, tokenizer: Any, config: EvalConfig, model: str, tas
              todo: list[tuple[Example, int]], total: int, records_path: Path) -> int:
     """Steps 2-5 for one task, `batch_size` problems at a time; returns the number of samples written."""
     from ray_effreason.actors.generator import SampleRequest
+    from ray_effreason.actors.verifier import GradingStream
     from ray_effreason.forced_answer import force_answers
     from ray_effreason.progress import Progress
 
@@ -261,7 +263,10 @@ def run_task(actors: Actors, tokenizer: Any, config: EvalConfig, model: str, tas
         requests = [SampleRequest(number, number, index, example.prompt, seed)
                     for number, ((example, index), seed) in enumerate(zip(batch, seeds))]
         clock = time.perf_counter()
-        completions = sorted(actors.generators.generate(requests, config.rollout.sampling()),
+        grading = GradingStream(actors.verifiers)  # 4 starts as the pieces come back (unless answers are forced)
+        examples = [example for example, _ in batch]
+        streamed = grading.completions_adder("eval", examples) if not config.force_answer else None
+        completions = sorted(actors.generators.submit(requests, config.rollout.sampling()).result(on_chunk=streamed),
                              key=lambda c: c.request_id)
         # ------------------------------------------------------------------ 3. force
         if config.force_answer:
@@ -269,12 +274,14 @@ def run_task(actors: Actors, tokenizer: Any, config: EvalConfig, model: str, tas
                             for number, (example, index) in enumerate(batch)}
             answers = force_answers(actors.generators, completions, tokenizer,
                                     config.rollout.sampling(max_new_tokens=config.forced_answer_tokens), forced_seeds)
+            grading.add([("eval", c.request_id) for c in completions], [text for text, _ in answers], examples,
+                        [c.finish_reason for c in completions])
         else:
             answers = [(c.text, c.num_tokens) for c in completions]
         seconds = time.perf_counter() - clock
         # ------------------------------------------------------------------ 4. grade
-        grades = actors.verifiers.grade([text for text, _ in answers], [example for example, _ in batch],
-                                        [c.finish_reason for c in completions])
+        graded = grading.result()
+        grades = [graded["eval", c.request_id] for c in completions]
         # ------------------------------------------------------------------ 5. append
         records = []
         for (example, index), c, (text, num_tokens), grade in zip(batch, completions, answers, grades):
