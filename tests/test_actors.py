@@ -1,6 +1,7 @@
 """The Ray actor system on CPU: real Ray, real DeepSpeed (gloo), a tiny Qwen2 model built locally."""
 
 import time
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -180,6 +181,25 @@ def test_completions_stream_back_in_pieces_and_are_graded_while_the_rest_are_sam
     assert any(grade.truncated for grade in whole) and not all(grade.truncated for grade in whole)
     with pytest.raises(ValueError, match="request ids repeat"):
         group.submit(requests + requests[:1], SAMPLING)
+
+
+def test_a_worker_lost_mid_stream_has_only_its_unreturned_requests_reissued(generators, tiny_model, task):
+    remote = ray.remote(GenerationWorker).options(num_cpus=0.5, max_restarts=1)
+    worker = remote.remote(tiny_model, None, "transformers", "cpu", 0, generation_batch_size=4)
+    group, requests, pieces = GeneratorGroup([worker]), make_requests(task, 6, 4), []  # 24 requests, pieces of 4
+    sampling = replace(SAMPLING, max_new_tokens=64)  # five pieces left, each ~64 decoding steps: time to kill
+
+    def on_chunk(piece):
+        pieces.append(piece)
+        if len(pieces) == 1:  # the first piece is in, the rest is being sampled: kill the process, Ray restarts it
+            ray.kill(worker, no_restart=False)
+
+    completions = group.submit(requests, sampling, rejoin=lambda: None).result(on_chunk=on_chunk)
+    # the same samples as a worker that was never lost (per-sample seeds), every request once
+    assert completions == GeneratorGroup([generators[0]]).generate(requests, sampling)
+    assert 1 <= group.reissued_requests <= len(requests) - 4  # never the piece already back
+    assert sorted(c.request_id for piece in pieces for c in piece) == [r.request_id for r in requests]
+    ray.kill(worker)
 
 
 def test_generation_reports_truncation_and_eos(generators, task):
