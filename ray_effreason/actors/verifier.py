@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import contextlib
 import math
+import queue
 import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Callable, Hashable
 
@@ -127,46 +127,56 @@ class GradingStream:
     thread that sends whatever has queued since its last call to `VerifierPool.grade` (its fault handling
     included), so grading overlaps generation and small pieces coalesce into one call per verifier round.
     The grades are the pool's on the same items, whatever the pieces: each answer is graded on its own.
-    Use: `add(keys, texts, examples, finish_reasons)` per piece, then `result()` -> {key: Grade}.
+    Use: `add(keys, texts, examples, finish_reasons)` per piece, then `result()` -> {key: Grade}. The thread is a
+    daemon: a step abandoned by an error (its grades never asked for) cannot hold the process open.
     """
+
+    _END = None  # queued by `result`: grade what is left, then stop
 
     def __init__(self, pool: VerifierPool):
         self.pool = pool
-        self.queue: list[tuple[Hashable, str, Example, str]] = []
+        self.queue: queue.SimpleQueue = queue.SimpleQueue()  # lists of (key, text, example, finish_reason)
         self.grades: dict[Hashable, Grade] = {}
-        self.lock = threading.Lock()
-        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="grading")
-        self.futures: list[Future] = []
+        self.error: BaseException | None = None
         self.busy_s = 0.0  # seconds spent in VerifierPool.grade, overlapped or not
         self.call_starts: list[float] = []  # time.perf_counter() at each VerifierPool.grade call
+        self.thread = threading.Thread(target=self._run, name="grading", daemon=True)
+        self.thread.start()
 
     def add(self, keys: list[Hashable], texts: list[str], examples: list[Example], finish_reasons: list[str]) -> None:
-        with self.lock:
-            self.queue.extend(zip(keys, texts, examples, finish_reasons))
-        self.futures.append(self.executor.submit(self._drain))
+        self.queue.put(list(zip(keys, texts, examples, finish_reasons)))
 
     def completions_adder(self, kind: str, examples: list[Example]) -> Callable[[list[Any]], None]:
         """`add` for pieces of generator Completions of `examples`, keyed (kind, request_id)."""
         return lambda piece: self.add([(kind, c.request_id) for c in piece], [c.text for c in piece],
                                       [examples[c.prompt_index] for c in piece], [c.finish_reason for c in piece])
 
-    def _drain(self) -> None:
-        with self.lock:
-            items, self.queue = self.queue, []
-        if not items:  # an earlier call took them
-            return
-        started = time.perf_counter()
-        self.call_starts.append(started)
-        keys, texts, examples, reasons = zip(*items)
-        grades = self.pool.grade(list(texts), list(examples), list(reasons))
-        self.busy_s += time.perf_counter() - started
-        self.grades.update(zip(keys, grades))
+    def _run(self) -> None:
+        done = False
+        while not done:
+            pieces = [self.queue.get()]  # wait for one, then take whatever else has queued meanwhile
+            while not self.queue.empty():
+                pieces.append(self.queue.get())
+            done = self._END in pieces
+            items = [item for piece in pieces if piece is not self._END for item in piece]
+            if not items or self.error is not None:  # after an error, only drain to the end
+                continue
+            started = time.perf_counter()
+            self.call_starts.append(started)
+            keys, texts, examples, reasons = zip(*items)
+            try:
+                grades = self.pool.grade(list(texts), list(examples), list(reasons))
+            except BaseException as error:  # noqa: BLE001 (raised by `result`, in the caller's thread)
+                self.error = error
+                continue
+            finally:
+                self.busy_s += time.perf_counter() - started
+            self.grades.update(zip(keys, grades))
 
     def result(self) -> dict[Any, Grade]:
-        """Wait for every answer added so far; the first grading error is raised here. Stops the thread."""
-        try:
-            for future in self.futures:
-                future.result()
-        finally:
-            self.executor.shutdown(wait=True, cancel_futures=True)
+        """Wait for every answer added so far; a grading error is raised here. Ends the thread: call it once."""
+        self.queue.put(self._END)
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
         return self.grades
