@@ -261,9 +261,9 @@ def _train_once(config: TrainConfig, cleanup: contextlib.ExitStack) -> Path:
         # After a resume the first step samples with the checkpoint's weights (the pipeline restarts).
         # The controller's probe: each held-out prompt once at the evaluation temperature, with this step's weights
         # (its own seeds; before the next step's requests, so one batch is in flight at a time).
-        probe = actors.generators.submit(
+        probe = actors.generators.generate(
             [SampleRequest(index, index, 0, example.prompt, sample_seed(config.seed, "probe", step, index, 0))
-             for index, example in enumerate(probe_examples)], probe_sampling, rejoin=rejoin).result(
+             for index, example in enumerate(probe_examples)], probe_sampling, rejoin=rejoin,
             on_chunk=grade("probe", probe_examples) if streamed else None) if probe_examples else []
         if probe:
             lap("probe")

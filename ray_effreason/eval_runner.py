@@ -266,7 +266,7 @@ def run_task(actors: Actors, tokenizer: Any, config: EvalConfig, model: str, tas
         grading = GradingStream(actors.verifiers)  # 4 starts as the pieces come back (unless answers are forced)
         examples = [example for example, _ in batch]
         streamed = grading.completions_adder("eval", examples) if not config.force_answer else None
-        completions = sorted(actors.generators.submit(requests, config.rollout.sampling()).result(on_chunk=streamed),
+        completions = sorted(actors.generators.generate(requests, config.rollout.sampling(), on_chunk=streamed),
                              key=lambda c: c.request_id)
         # ------------------------------------------------------------------ 3. force
         if config.force_answer:

@@ -10,9 +10,15 @@ import json
 import pytest
 import torch
 
-from ray_effreason.actors.generator import TransformersBackend, generate_all
+from ray_effreason.actors.generator import TransformersBackend
 from ray_effreason.config import SamplingConfig
 from ray_effreason.driver import train
+
+
+def generate_all(backend, prompt_ids, seeds, sampling, batch_size):
+    """A backend's whole stream (generate_stream: (index, sample) pieces), in the order of `prompt_ids`."""
+    pieces = [item for piece in backend.generate_stream(prompt_ids, seeds, sampling, batch_size) for item in piece]
+    return [sampled for _, sampled in sorted(pieces, key=lambda item: item[0])]
 
 
 @pytest.mark.parametrize("top_p", [1.0, 0.8])

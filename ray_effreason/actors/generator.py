@@ -260,13 +260,6 @@ class VLLMBackend:
                 yield piece
 
 
-def generate_all(backend: Any, prompt_ids: list[list[int]], seeds: list[int], sampling: SamplingConfig,
-                 batch_size: int) -> list[Sampled]:
-    """A backend's whole stream, in the order of `prompt_ids`."""
-    pieces = [item for piece in backend.generate_stream(prompt_ids, seeds, sampling, batch_size) for item in piece]
-    return [sampled for _, sampled in sorted(pieces, key=lambda item: item[0])]
-
-
 # The generation backends by name (RolloutConfig.generator_backend; "auto" is resolved in
 # actors/launch.py `generator_backend`).
 BACKENDS: dict[str, type] = {"vllm": VLLMBackend, "transformers": TransformersBackend}

@@ -4,6 +4,7 @@ split evenly over the workers, in flight as a PendingGeneration, re-issued where
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any, Callable
 
 from ray_effreason.actors.generator import Completion, SampleRequest, StaleWeightsError
@@ -50,11 +51,13 @@ class GeneratorGroup:
         self.reissued_requests = 0  # requests generated again after a worker fault, for the run's log
 
     def generate(self, requests: list[SampleRequest], sampling: SamplingConfig,
-                 rejoin: Callable[[], None] | None = None, attempts: int = 3) -> list[Completion]:
+                 rejoin: Callable[[], None] | None = None, attempts: int = 3,
+                 on_chunk: Callable[[list[Completion]], None] | None = None) -> list[Completion]:
         """On a worker fault, `rejoin()` (re-create the sync group, re-send the current weights) and re-issue
         only that worker's requests, up to `attempts` times; without `rejoin` the fault is raised. Each sample
-        has its own seed, so the re-issued requests give the samples the lost worker would have given."""
-        return self.submit(requests, sampling, rejoin, attempts).result()
+        has its own seed, so the re-issued requests give the samples the lost worker would have given.
+        `on_chunk`: PendingGeneration.result's, each piece as it arrives."""
+        return self.submit(requests, sampling, rejoin, attempts).result(on_chunk)
 
     def load_model(self, model_path: str) -> None:
         """Every worker loads another checkpoint of the same architecture (GenerationWorker.load_model)."""
@@ -66,9 +69,8 @@ class GeneratorGroup:
                rejoin: Callable[[], None] | None = None, attempts: int = 3) -> PendingGeneration:
         """`generate` without waiting: the requests go to the workers now, `.result()` collects them.
         Request ids must be unique in a batch: completions are matched to their requests by id."""
-        if len({request.request_id for request in requests}) != len(requests):
-            seen: set[int] = set()
-            repeated = sorted({r.request_id for r in requests if r.request_id in seen or seen.add(r.request_id)})
+        repeated = sorted(rid for rid, count in Counter(r.request_id for r in requests).items() if count > 1)
+        if repeated:
             raise ValueError(f"request ids repeat in one batch: {repeated[:5]}")
         size = -(-len(requests) // len(self.workers))
         chunks = {index: requests[start:start + size] for index, start in enumerate(range(0, len(requests), size))}
