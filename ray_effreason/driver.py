@@ -22,7 +22,7 @@
     8. log         metrics.jsonl, the job log, Ray dashboard metrics, a sample of rollouts to parquet;
                    the controller updates alpha for the next step
     9. checkpoint  every save_every steps: HF weights + DeepSpeed state + driver state (step, config,
-                   controller), atomically
+                   controller), atomically (run_checkpoints.py)
 
 Departures from the paper, each also noted where it happens: the prompt is never truncated (an error
 instead, generator.tokenize_prompts); log-probs use logits / temperature (learner.py); advantage
@@ -34,8 +34,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import shutil
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -62,6 +60,7 @@ from ray_effreason.config import TrainConfig
 from ray_effreason.config_tree import from_dict, to_dict
 from ray_effreason.evaluation import sample_metrics
 from ray_effreason.rewards import prompt_budgets, shaped_rewards
+from ray_effreason.run_checkpoints import check_checkpoint, latest_checkpoint, save_checkpoint
 from ray_effreason.run_log import RunLog
 from ray_effreason.seeding import sample_seed
 from ray_effreason.tasks import load_task
@@ -98,29 +97,6 @@ def fitting_prompts(examples: list[Any], tokenizer_path: str, config: TrainConfi
                          f"{limit}: {shown}{', ...' if len(long) > 5 else ''}; raise the limit or pass "
                          f"--drop-long-prompts to drop and count them")
     return [example for example, length in zip(examples, lengths) if length <= limit], len(long)
-
-
-def latest_checkpoint(output_dir: Path) -> Path | None:
-    """The newest complete checkpoint (driver_state.json is written last)."""
-    # step-N only: a save killed after writing step-N.tmp/driver_state.json but before the rename must not count
-    complete = [path for path in (output_dir / "checkpoints").glob("step-*")
-                if path.name[len("step-"):].isdigit() and (path / "driver_state.json").exists()]
-    return max(complete, key=lambda path: int(path.name[len("step-"):]), default=None)
-
-
-# What a checkpoint directory must hold to resume from (save_checkpoint writes them; driver_state.json last).
-CHECKPOINT_FILES = ("config.json", "driver_state.json", "deepspeed")
-
-
-def check_checkpoint(path: Path) -> None:
-    """An incomplete checkpoint (files deleted or never copied) is an error naming what is missing, before any
-    actor starts, not a failure inside a learner or a generation worker."""
-    missing = [name for name in CHECKPOINT_FILES if not (path / name).exists()]
-    if not any(path.glob("*.safetensors")):
-        missing.append("model*.safetensors")
-    if missing:
-        raise FileNotFoundError(f"checkpoint {path} is incomplete, missing {missing}: delete it to resume from "
-                                f"the one before, or restore it")
 
 
 def check_model_path(model: str, flag: str) -> None:
@@ -384,21 +360,3 @@ def probe_metrics(probe: list[Any], grades: list[Any], examples: list[Any]) -> d
          "level": examples[c.prompt_index].level, "min_tokens": examples[c.prompt_index].min_tokens}
         for c, grade in zip(probe, grades)])
     return {f"probe/{name}": float(shared[name]) for name in ("accuracy", "mean_tokens")}
-
-
-def save_checkpoint(actors: Any, output_dir: Path, step: int, config: TrainConfig, tokenizer_path: str,
-                    controller_state: dict[str, Any] | None = None) -> Path:
-    """Write into step-N.tmp, then rename: a run killed mid-save leaves the previous checkpoint intact."""
-    final = output_dir / "checkpoints" / f"step-{step}"
-    staging = final.with_name(final.name + ".tmp")
-    shutil.rmtree(staging, ignore_errors=True)
-    actors.learners.save_checkpoint(str(staging.resolve()), tokenizer_path)
-    (staging / "driver_state.json").write_text(json.dumps(
-        {"step": step, "config": to_dict(config), "controller": controller_state}, indent=2))
-    shutil.rmtree(final, ignore_errors=True)
-    os.replace(staging, final)
-    kept = sorted((path for path in final.parent.glob("step-*") if not path.name.endswith(".tmp")),
-                  key=lambda path: int(path.name.split("-")[1]))
-    for old in kept[: -config.keep_checkpoints]:
-        shutil.rmtree(old, ignore_errors=True)
-    return final

@@ -171,7 +171,7 @@ def fit(actors: Any, objective: str, items: list[Any], config: OfflineTrainConfi
 
 
 def save_model(actors: Any, config: OfflineTrainConfig, metrics: dict[str, Any]) -> Path:
-    """Step 5: DIR/model (HF weights and tokenizer, as driver.save_checkpoint writes them), written into
+    """Step 5: DIR/model (HF weights and tokenizer, as run_checkpoints.save_checkpoint writes them), written into
     model.tmp then renamed; DIR/final_checkpoint (the member is done: compare.py skips it on rerun)."""
     output_dir = Path(config.train.output_dir).resolve()
     final, staging = output_dir / "model", output_dir / "model.tmp"

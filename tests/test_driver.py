@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from ray_effreason.actors.verifier import Grade
-from ray_effreason.driver import latest_checkpoint, prompt_indices, step_metrics
+from ray_effreason.driver import prompt_indices, step_metrics
+from ray_effreason.run_checkpoints import latest_checkpoint
 from ray_effreason.seeding import sample_seed
 from ray_effreason.tasks.base import Example
 

@@ -19,7 +19,8 @@ from safetensors.torch import load_file
 
 from ray_effreason.actors.generator_group import wait_until_alive
 from ray_effreason.actors.verifier import VerifierPool
-from ray_effreason.driver import latest_checkpoint, train
+from ray_effreason.driver import train
+from ray_effreason.run_checkpoints import latest_checkpoint
 from ray_effreason.tasks.synthetic import SyntheticArithmetic
 
 pytestmark = pytest.mark.ray  # starts a Ray cluster
