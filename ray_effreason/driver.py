@@ -37,7 +37,7 @@ import json
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import ray
@@ -97,6 +97,29 @@ def fitting_prompts(examples: list[Any], tokenizer_path: str, config: TrainConfi
                          f"{limit}: {shown}{', ...' if len(long) > 5 else ''}; raise the limit or pass "
                          f"--drop-long-prompts to drop and count them")
     return [example for example, length in zip(examples, lengths) if length <= limit], len(long)
+
+
+def ready_clock(actors: list[Any], started: float) -> Callable[[], float]:
+    """Seconds from `started` until every actor in `actors` had finished its __init__, stamped as each one does
+    (a Ray callback, not a wait); the returned function blocks until all have."""
+    import threading
+
+    stamps: list[float] = []
+    done = threading.Event()
+
+    def stamp(_future: Any) -> None:
+        stamps.append(time.perf_counter())
+        if len(stamps) == len(actors):
+            done.set()
+
+    for actor in actors:
+        actor.__ray_ready__.remote().future().add_done_callback(stamp)
+
+    def seconds() -> float:
+        done.wait()
+        return max(stamps) - started
+
+    return seconds
 
 
 def check_model_path(model: str, flag: str) -> None:
@@ -164,9 +187,7 @@ def _train_once(config: TrainConfig, cleanup: contextlib.ExitStack) -> Path:
 
     task = load_task(config.task, path=config.task_path, split="train")
     tokenizer_path = config.model.tokenizer or config.model.model
-    examples, dropped = fitting_prompts(task.examples[: config.max_prompts], tokenizer_path, config)
-    examples, probe_examples = held_out_probe(examples, config)  # the controller's probe, never trained on
-    if not ray.is_initialized():  # only now: a bad flag, file, row or checkpoint fails above in seconds
+    if not ray.is_initialized():  # only now: a bad flag, file, data row or checkpoint fails above in seconds
         ray.init()
     device = cluster_device(config.model.device)
     # Generators start from the checkpoint; learners from the initial policy, whose policy weights
@@ -174,8 +195,16 @@ def _train_once(config: TrainConfig, cleanup: contextlib.ExitStack) -> Path:
     actors = start_actors(name=config.name, task=task, model_path=model_path, tokenizer_path=tokenizer_path,
                           device=device, rollout=config.rollout, reward=config.reward,
                           seed=config.seed, learner=config.learner, loss=config.loss,
-                          learner_model_path=config.model.model)
+                          learner_model_path=config.model.model, learners_later=True)
     cleanup.callback(stop_actors, actors)
+    generators_ready = ready_clock(actors.generators.workers, started)
+    # The prompt check (a tokenizer load: seconds of imports) runs while the generation workers import theirs;
+    # a prompt over --max-prompt-tokens still fails here, before step 0, its actors stopped by `cleanup`.
+    examples, dropped = fitting_prompts(task.examples[: config.max_prompts], tokenizer_path, config)
+    examples, probe_examples = held_out_probe(examples, config)  # the controller's probe, never trained on
+    # Only then the learners (DeepSpeed, the reference copy): on a small CPU node they would otherwise take the
+    # cores the generation workers need first; they start while the first step is sampled.
+    actors.start_learners()
     sampling = config.rollout.sampling(logprobs=config.async_steps > 0)  # one step off: the old policy's
     probe_sampling = replace(sampling, temperature=config.controller.controller_probe_temperature, logprobs=False)
     B, G = config.rollout.prompts_per_step, config.rollout.samples_per_prompt
@@ -203,7 +232,9 @@ def _train_once(config: TrainConfig, cleanup: contextlib.ExitStack) -> Path:
     if upcoming is not None:
         upcoming[2].result()
     first_generate_s = time.perf_counter() - launched  # the first step's time/generate (its start-up overlaps)
-    startup = {"startup/first_samples_s": time.perf_counter() - started}  # from train(): Ray, actors, 1st batch
+    startup = {"startup/first_samples_s": time.perf_counter() - started,  # from train(): Ray, actors, 1st batch
+               # ... until every generation worker has started (its model loaded): its first token comes next
+               "startup/generators_ready_s": generators_ready()}
     if resumed_from is not None:
         actors.learners.load_checkpoint(str(resumed_from))
     specs.extend(init_weight_sync(actors, config.rollout))

@@ -126,7 +126,15 @@ def test_weight_sync_makes_generator_weights_equal_to_the_learner(ray_local, tin
                             micro_batch_size=1, num_cpus_per_actor=0.5)
     actors = start_actors(name="sync-test", task=task, model_path=tiny_model, tokenizer_path=tiny_model, device="cpu",
                           rollout=rollout, reward=RewardConfig(num_verifiers=1), seed=0, learner=learner,
-                          loss=LossConfig(kl_coef=0.0))
+                          loss=LossConfig(kl_coef=0.0), learners_later=True)
+    # The driver's start-up order: generation workers and verifiers first, the learners later in the bundles
+    # held for them, which nothing else may take (a verifier on a learner's bundle left it no room: a hang).
+    assert actors.learners is None
+    ray.get([worker.__ray_ready__.remote() for worker in actors.generators.workers + actors.verifiers.workers])
+    group_id = actors.placement_group.id.hex()
+    for bundle in range(learner.num_learners):  # the learners' bundles come first
+        assert ray.available_resources().get(f"CPU_group_{bundle}_{group_id}") == learner.num_cpus_per_actor
+    assert actors.start_learners() is actors.learners is actors.start_learners()
     specs = init_weight_sync(actors, rollout)
     actors.learners.train(fake_samples(4), optimizer_steps=1)
     # ZeRO-3 gathers parameters collectively: every rank must take part.

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import ray
 from ray.util.placement_group import placement_group
@@ -49,6 +49,15 @@ class Actors:
     learners: LearnerGroup | None
     placement_group: Any
     device: str
+    pending_learners: Callable[[], LearnerGroup] | None = None  # start_actors(..., learners_later=True)
+
+    def start_learners(self) -> LearnerGroup:
+        """The learners `start_actors(..., learners_later=True)` left for later, created now in the bundles
+        held for them (once; later calls return the same group)."""
+        if self.pending_learners is not None:
+            self.learners, self.pending_learners = self.pending_learners(), None
+        assert self.learners is not None, "start_actors was called without a learner config"
+        return self.learners
 
 
 def _cpu_env(device: str) -> dict[str, Any]:
@@ -75,10 +84,12 @@ def _bundle(device: str, cpus: float, gpus: int) -> dict[str, float]:
 def start_actors(*, name: str, task: Task, model_path: str, tokenizer_path: str | None, device: str,
                  rollout: RolloutConfig, reward: RewardConfig, seed: int, learner: LearnerConfig | None = None,
                  loss: LossConfig | None = None, learner_model_path: str | None = None,
-                 verifier_cpus: float = 0.25) -> Actors:
+                 verifier_cpus: float = 0.25, learners_later: bool = False) -> Actors:
     """Placement group + actors; `learner=None` starts generation and grading only (evaluation).
 
-    `reward` gives the verifier pool its size, its per-answer time limit and its answer extraction."""
+    `reward` gives the verifier pool its size, its per-answer time limit and its answer extraction.
+    `learners_later`: the learners' bundles are held but the learners are created by `Actors.start_learners()`,
+    so the generation workers, which the first step needs first, start without them taking the CPUs."""
     cpus = learner.num_cpus_per_actor if learner else 1.0
     threads = max(1, int(cpus))
     num_learners = learner.num_learners if learner else 0
@@ -91,8 +102,9 @@ def start_actors(*, name: str, task: Task, model_path: str, tokenizer_path: str 
     def strategy(index: int) -> PlacementGroupSchedulingStrategy:
         return PlacementGroupSchedulingStrategy(group, placement_group_bundle_index=index)
 
-    learners = None
-    if learner is not None:
+    def start_learners() -> LearnerGroup:
+        assert learner is not None and loss is not None
+
         @ray.remote(num_cpus=0)
         def address() -> tuple[str, int]:
             return ray.util.get_node_ip_address(), free_port()
@@ -100,7 +112,7 @@ def start_actors(*, name: str, task: Task, model_path: str, tokenizer_path: str 
         host, port = ray.get(address.options(scheduling_strategy=strategy(0)).remote())
         remote = ray.remote(LearnerWorker)
         gpus = 1 if device == "cuda" else 0
-        learners = LearnerGroup([
+        return LearnerGroup([
             remote.options(name=f"{name}-learner-{rank}", num_cpus=cpus, num_gpus=gpus,
                            max_restarts=ACTOR_RESTARTS["learner"],
                            scheduling_strategy=strategy(rank), **_cpu_env(device)).remote(
@@ -108,6 +120,7 @@ def start_actors(*, name: str, task: Task, model_path: str, tokenizer_path: str 
                 rollout.temperature, rollout.max_new_tokens, device, seed, threads)
             for rank in range(num_learners)])
 
+    learners = start_learners() if learner is not None and not learners_later else None
     backend = generator_backend(rollout.generator_backend, device)
     remote = ray.remote(GenerationWorker)
     # vLLM with tensor parallelism > 1 starts its own Ray workers for the shards: the actor takes no GPU.
@@ -121,9 +134,11 @@ def start_actors(*, name: str, task: Task, model_path: str, tokenizer_path: str 
             rollout.generation_batch_size)
         for index in range(rollout.num_generators)])
     verifiers = VerifierPool(task, reward.num_verifiers, num_cpus=verifier_cpus, name_prefix=name,
-                             placement_group=group, timeout_s=reward.grade_timeout_s,
+                             placement_group=group, first_bundle=num_learners + rollout.num_generators,
+                             timeout_s=reward.grade_timeout_s,
                              extraction=reward.answer_extraction, max_restarts=ACTOR_RESTARTS["verifier"])
-    return Actors(generators, verifiers, learners, group, device)
+    pending = start_learners if learner is not None and learners_later else None
+    return Actors(generators, verifiers, learners, group, device, pending)
 
 
 def init_weight_sync(actors: Actors, rollout: RolloutConfig) -> list[Any]:

@@ -61,8 +61,10 @@ class VerifierPool:
     """
 
     def __init__(self, task: Task, num_workers: int, num_cpus: float = 0.5, name_prefix: str | None = None,
-                 placement_group=None, timeout_s: float = 5.0, extraction: str = "boxed", max_restarts: int = 0,
-                 deadline_s: float | None = None, attempts: int = 3):
+                 placement_group=None, first_bundle: int = -1, timeout_s: float = 5.0, extraction: str = "boxed",
+                 max_restarts: int = 0, deadline_s: float | None = None, attempts: int = 3):
+        """`first_bundle`: verifier i takes bundle first_bundle + i of `placement_group` (its own, so it cannot
+        take CPU held for another actor); -1: any bundle with room."""
         from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
         remote = ray.remote(VerifierWorker)
@@ -72,7 +74,8 @@ class VerifierPool:
             if name_prefix:
                 options["name"] = f"{name_prefix}-verifier-{index}"
             if placement_group is not None:
-                options["scheduling_strategy"] = PlacementGroupSchedulingStrategy(placement_group)
+                options["scheduling_strategy"] = PlacementGroupSchedulingStrategy(
+                    placement_group, placement_group_bundle_index=first_bundle + index if first_bundle >= 0 else -1)
             self.workers.append(remote.options(**options).remote(task, timeout_s, extraction))
         self.timeout_s, self.deadline_s, self.attempts = timeout_s, deadline_s, attempts
         self.regraded_items = 0  # items graded again after a verifier fault, for the run's log
