@@ -3,9 +3,10 @@
 Each repeat is a fresh driver process, `python jobs/train.py --preset tiny --steps 1`, attached to a Ray head
 this script starts first (its own temp dir and ports), so every actor is a new process that imports its
 libraries, as a `ray job submit` run's are; Ray's own start is not counted. The numbers are the first step's
-`startup/first_samples_s` (the prompt check, the placement group, the actors, the first generation) and
-`startup/ready_s` (learners and the weight-sync group up too), from the run's metrics.jsonl, and the driver
-process's wall time from its start (Python, imports, the step, the checkpoint, the teardown).
+`startup/generators_ready_s` (every generation worker started, its model loaded), `startup/first_samples_s`
+(the prompt check, the placement group, the actors, the first generation) and `startup/ready_s` (learners
+and the weight-sync group up too), from the run's metrics.jsonl, and the driver process's wall time from
+its start (Python, imports, the step, the checkpoint, the teardown).
 
     .venv/bin/python bench/bench_startup.py --model runs/tiny_reasoner [--repeats 3] [-- EXTRA TRAIN FLAGS]
 
@@ -42,7 +43,7 @@ def one_run(model: str, output_dir: Path, extra: list[str]) -> dict[str, float]:
     if result.returncode != 0:
         raise RuntimeError(f"{' '.join(command)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
     first = json.loads((output_dir / "metrics.jsonl").read_text().splitlines()[0])
-    return {"generators_ready_s": first.get("startup/generators_ready_s", float("nan")),
+    return {"generators_ready_s": first["startup/generators_ready_s"],
             "first_samples_s": first["startup/first_samples_s"], "ready_s": first["startup/ready_s"],
             "driver_wall_s": wall}
 

@@ -120,7 +120,10 @@ def start_actors(*, name: str, task: Task, model_path: str, tokenizer_path: str 
                 rollout.temperature, rollout.max_new_tokens, device, seed, threads)
             for rank in range(num_learners)])
 
-    learners = start_learners() if learner is not None and not learners_later else None
+    learners, pending = None, None
+    if learner is not None:  # the learners first, unless left for later
+        pending = start_learners if learners_later else None
+        learners = None if learners_later else start_learners()
     backend = generator_backend(rollout.generator_backend, device)
     remote = ray.remote(GenerationWorker)
     # vLLM with tensor parallelism > 1 starts its own Ray workers for the shards: the actor takes no GPU.
@@ -137,7 +140,6 @@ def start_actors(*, name: str, task: Task, model_path: str, tokenizer_path: str 
                              placement_group=group, first_bundle=num_learners + rollout.num_generators,
                              timeout_s=reward.grade_timeout_s,
                              extraction=reward.answer_extraction, max_restarts=ACTOR_RESTARTS["verifier"])
-    pending = start_learners if learner is not None and learners_later else None
     return Actors(generators, verifiers, learners, group, device, pending)
 
 
