@@ -33,7 +33,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from ray_effreason.config import OfflineConfig, SweepConfig, check_positive, nested, option, split_list
+from ray_effreason.config import SweepConfig
+from ray_effreason.config_tree import check_positive, nested, option, split_list
+from ray_effreason.offline_methods import OfflineConfig
 from ray_effreason.sweep import Member, forced_answer_config
 
 

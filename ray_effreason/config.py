@@ -6,8 +6,8 @@
     ControllerConfig  alpha driven toward a token budget or held by an accuracy floor (optional)
     LossConfig      advantage estimator, PPO-clip, aggregation, KL
     LearnerConfig   the DeepSpeed learner group and its optimizer
-    OfflineConfig   the SFT / DPO baselines' own knobs (offline_methods.py, issue 12)
-    TrainConfig, EvalConfig (here) and SweepConfig (sweep.py) compose them; nothing is re-declared.
+    TrainConfig, EvalConfig and SweepConfig (here) compose them; nothing is re-declared. The offline
+    baselines' own knobs (OfflineConfig) live with them in offline_methods.py.
 
 Defaults follow the paper (PAPER.md §2): G = 8 samples per prompt, 32 prompts per rollout step, two
 optimizer steps of 128 samples per rollout, lr 5e-6 (1.5B), temperature 1.0, 32,000 new tokens, KL 1e-3
@@ -270,18 +270,6 @@ class TrainConfig:
         if self.controller.enabled:
             return "controlled-alpha"
         return f"alpha-{self.reward.alpha:g}" if self.reward.reward == "arora_zanette" else self.reward.reward
-
-
-@dataclass(frozen=True)
-class OfflineConfig:
-    """The baselines trained on the base model's own samples (issue 12; offline_methods.py): G samples
-    (--samples-per-prompt) of each training prompt, graded, then SFT on the shortest correct or DPO pairs."""
-
-    epochs: int = option(1, "sft_shortest / dpo: passes over the kept completions or the pairs")
-    dpo_beta: float = option(0.1, "dpo: beta of the DPO loss, against the frozen base (Rafailov et al. 2023: 0.1)")
-
-    def __post_init__(self) -> None:
-        check_positive(self, "epochs", "dpo_beta")
 
 
 def _eval_rollout() -> RolloutConfig:

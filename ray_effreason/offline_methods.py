@@ -37,8 +37,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ray_effreason.config import OfflineConfig, TrainConfig
-from ray_effreason.config_tree import nested, option, to_dict
+from ray_effreason.config import TrainConfig
+from ray_effreason.config_tree import check_positive, nested, option, to_dict
 
 # ---------------------------------------------------------------- 3. select (pure, on (B, G) arrays)
 
@@ -273,6 +273,18 @@ OFFLINE_METHODS: dict[str, Callable[[OfflineTrainConfig], Path]] = {
 
 
 # ---------------------------------------------------------------- the job's config
+
+
+@dataclass(frozen=True)
+class OfflineConfig:
+    """The knobs of the baselines trained on the base model's own samples (issue 12): G samples
+    (--samples-per-prompt) of each training prompt, graded, then SFT on the shortest correct or DPO pairs."""
+
+    epochs: int = option(1, "sft_shortest / dpo: passes over the kept completions or the pairs")
+    dpo_beta: float = option(0.1, "dpo: beta of the DPO loss, against the frozen base (Rafailov et al. 2023: 0.1)")
+
+    def __post_init__(self) -> None:
+        check_positive(self, "epochs", "dpo_beta")
 
 
 @dataclass(frozen=True)
