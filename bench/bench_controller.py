@@ -39,6 +39,7 @@ def main() -> None:
     parser.add_argument("--accuracy-floor", type=float, default=0.93)
     parser.add_argument("--docs", type=Path, default=REPO / "docs")
     parser.add_argument("--lr", type=float, default=None, help="the runs' lr (default: the tiny preset's)")
+    parser.add_argument("--pid-only", action="store_true", help="only the two runs of the default (PID) controller")
     args = parser.parse_args()
 
     import ray
@@ -60,6 +61,8 @@ def main() -> None:
     runs = {target: token_knob, floor: floor_knob, f"{target}-dual": {**token_knob, **DUAL_ASCENT},
             f"{floor}-dual": {**floor_knob, **DUAL_ASCENT},
             f"{target}-dual-batch": {**token_knob, **DUAL_ASCENT, "controller_probe_prompts": 0}}
+    if args.pid_only:
+        runs = {name: knobs for name, knobs in runs.items() if "-dual" not in name}
     finals, seconds = {}, {}
     for name, knobs in runs.items():
         run_dir = args.output / name

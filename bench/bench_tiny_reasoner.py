@@ -3,6 +3,8 @@
     python bench/bench_tiny_reasoner.py speed                      # seconds per SFT step per shape
     python bench/bench_tiny_reasoner.py build                      # the default build: accuracy, tokens, time
     python bench/bench_tiny_reasoner.py profile --output runs/tiny_reasoner  # what it writes, per level
+    python bench/bench_tiny_reasoner.py profile --output runs/tiny_reasoner --split train --temperature 1.0
+                                                   # ... at RL's temperature, beside the hint's accuracy
     python bench/bench_tiny_reasoner.py build --steps 1200 --minimal-steps 500 --levels 12345 ...
 
 Uses 2 torch threads (the newcomer laptop); on a shared machine timings are noisy.
@@ -44,19 +46,21 @@ def speed(args: argparse.Namespace) -> None:
 
 
 def profile(args: argparse.Namespace) -> None:
-    """What a built model writes on the test split: per level, accuracy and tokens by trace kind."""
+    """What a built model writes on `--split`: per level, accuracy and tokens by trace kind, and the accuracy of the
+    prompts' hint (what a direct answer can reach; docs/sweep.md sets its slope against "single" at 1.0)."""
     import collections
 
     import torch
     from transformers import AutoTokenizer, Qwen2ForCausalLM
 
+    from ray_effreason.tasks.synthetic import hint_accuracy
     from ray_effreason.tiny_reasoner import sample_tiny
     from ray_effreason.tiny_traces import trace_profile
 
     torch.set_num_threads(args.threads)
     tokenizer = AutoTokenizer.from_pretrained(args.output)
     model = Qwen2ForCausalLM.from_pretrained(args.output).eval()
-    test = SyntheticArithmetic(split="test", num_examples=args.examples, tokenizer=tokenizer)
+    test = SyntheticArithmetic(split=args.split, num_examples=args.examples, tokenizer=tokenizer)
     table: dict = collections.defaultdict(list)
     for record in sample_tiny(model, tokenizer, test.examples, temperature=args.temperature, seed=args.seed):
         kind = trace_profile(record["text"])
@@ -71,7 +75,8 @@ def profile(args: argparse.Namespace) -> None:
                              f"tok={sum(r[1] for r in rows) / len(rows):.0f}")
         everything = [row for name in ("single", "merged", "direct") for row in table.get((level, name), [])]
         print(f"L{level}: acc={sum(r[0] for r in everything) / len(everything):.2f} "
-              f"tok={sum(r[1] for r in everything) / len(everything):.1f} | " + " | ".join(cells), flush=True)
+              f"tok={sum(r[1] for r in everything) / len(everything):.1f} hint={hint_accuracy(level):.2f} | "
+              + " | ".join(cells), flush=True)
 
 
 def build(args: argparse.Namespace) -> None:
@@ -127,7 +132,8 @@ if __name__ == "__main__":
     parser.add_argument("--seed", type=int, default=0, help="build seed")
     parser.add_argument("--threads", type=int, default=2, help="torch threads")
     parser.add_argument("--output", default="", help="keep the build here (default: a temporary directory)")
-    parser.add_argument("--examples", type=int, default=600, help="profile: test problems")
+    parser.add_argument("--examples", type=int, default=600, help="profile: problems")
+    parser.add_argument("--split", default="test", choices=["train", "test"], help="profile: the problems' split")
     parser.add_argument("--temperature", type=float, default=0.6, help="profile: sampling temperature")
     parser.add_argument("--log-every", type=int, default=100, help="print SFT loss every N steps")
     arguments = parser.parse_args()

@@ -18,9 +18,10 @@ _TINY_TRAIN: dict[str, Any] = {
     "max_prompt_tokens": 64, "generation_batch_size": 128, "num_verifiers": 1, "lr": 1.25e-4, "warmup_steps": 0,
     "kl_coef": 1e-3, "train_batch_size": 64, "micro_batch_size": 16, "zero_stage": 0, "num_learners": 1,
     "num_generators": 1, "num_cpus_per_actor": 0.5, "device": "auto",
-    # lr 1.25e-4, measured on alpha 0.2 after 20 steps (docs/sweep.md). At 1e-4 it kept 70% of the base's tokens.
-    # At 1.5e-4 and 2e-4 it trusted the hint: 93.3% accuracy, 4.7 points under the base. That is at the default
-    # seed 42: under seeds 0-2 alpha 0.2 trusted the hint at 1.25e-4 too (89.8 +- 1.3%).
+    # lr 1.25e-4, chosen on alpha 0.2 after 20 steps (docs/sweep.md) when the task's hint was worth more than thinking
+    # (second design: 1e-4 kept 70% of the base's tokens, 1.5e-4 trusted the hint). With the third design's hint
+    # (tasks/synthetic.hint_accuracy) alpha 0.2 keeps thinking under seeds 42 and 0-2 at this lr (97.7-100%),
+    # shortening to 34-84% of the base's tokens; no other lr was measured on it.
     # A controlled run (--target-token-ratio, --accuracy-floor, the sweep's --targets) reads 64 held-out prompts
     # at temperature 0.6: the budget then holds where the model is evaluated (alpha_controller.py, docs/controller.md).
     "controller_probe_prompts": 64,

@@ -43,7 +43,7 @@ from ray_effreason.tasks.synthetic import SyntheticArithmetic, minimal_completio
 from ray_effreason.tiny_traces import MINIMAL, REDUNDANT_LINES, VerboseStyle, verbose_completion
 from ray_effreason.verifiers import grade_math
 
-BUILD_FORMAT = 7  # bump when the build changes in a way the config hash cannot see
+BUILD_FORMAT = 8  # bump when the build changes in a way the config hash cannot see (8: the task's hints, issue 11)
 SPECIAL_TOKENS = {"pad": "<|pad|>", "bos": "<|bos|>", "eos": "<|eos|>"}
 ROLE_TOKENS = ("<|system|>", "<|user|>", "<|assistant|>")
 THINK_TOKENS = ("<think>", "</think>")  # ordinary added tokens: kept when decoding with skip_special_tokens

@@ -26,7 +26,7 @@ beyond it, tokens it can only buy with accuracy (issue 11, "thinking that pays")
   with merged lines only is shorter than `min_tokens`, the one-operation-per-line floor.
 - **Direct answers (trusting the hint).** With `direct_probability` the think block is empty and the box
   repeats the prompt's hint: a copy the tiny model learns at once, right with the task's
-  `hint_accuracy(level)` (100% on level 1 down to 75% on level 6) and wrong otherwise, so this SFT trace
+  `hint_accuracy(level)` (100% on level 1 down to 50% on level 6) and wrong otherwise, so this SFT trace
   is wrong whenever the hint is. This is where adaptive compute can show: RL may trust the hint on easy
   problems, where it is nearly always right, and keep thinking on hard ones.
 

@@ -25,14 +25,15 @@ follows, in the prompt, the last `op b` of the trace (an induction-head copy; th
 repeat within a problem, and why the prompt spaces its operators, see `prompt_of`).
 
 Hint. The prompt ends with a hint, `Compute (3 + 8 - 5 + 9) mod 10. Hint: 5.`, that is the answer with
-probability `hint_accuracy(level)` (1 on level 1, 0.05 less per level: a hunch is more often right on an
-easy problem) and another digit otherwise, fixed per problem by a hash. Answering with the hint is the
-shortcut whose error rate the task sets, not the model's skill: the tiny model cannot compute a long
-chain in one forward pass, but it can copy a digit, so "trust the hunch" (a handful of tokens) against
-"work it out" (`min_tokens` and up) is a choice between a known accuracy and a known length. Thinking
-pays by exactly `1 - hint_accuracy(level)` on each level, most on the hard ones. (Added for issue 11:
-without it, the tiny model's own shortcuts were so inaccurate that RL dropped them at every alpha and
-the family paid no price in accuracy; docs/sweep.md has the numbers.)
+probability `hint_accuracy(level)` (1 on level 1, 0.1 less per level, 0.5 on level 6: a hunch is
+more often right on an easy problem) and another digit otherwise, fixed per problem by a hash.
+Answering with the hint is the shortcut whose error rate the task sets, not the model's skill: the tiny
+model cannot compute a long chain in one forward pass, but it can copy a digit, so "trust the hunch" (a
+handful of tokens) against "work it out" (`min_tokens` and up) is a choice between a known accuracy and
+a known length. Thinking pays by exactly `1 - hint_accuracy(level)` on each level, most on the hard
+ones. (Added for issue 11: without it, the tiny model's own shortcuts were so inaccurate that RL dropped
+them at every alpha and the family paid no price in accuracy; docs/sweep.md has the numbers, and those
+of the hint's slope.)
 
 Only the boxed answer is graded, so a completion may take shortcuts: the hint, two operations on one
 line (`3+8-5=6`) or a guess. `min_tokens` is the length of the minimal trace above, the careful floor
@@ -105,12 +106,20 @@ def render_completion(expression: str, lines: Sequence[str], answer: str | None 
 
 
 def hint_accuracy(level: int) -> float:
-    """P(the prompt's hint is the answer) on `level`: always on level 1, 0.05 less per level, at least 0.5.
+    """P(the prompt's hint is the answer) on `level`: always on level 1, 0.1 less per level (0.5 on level 6).
 
-    >>> [round(hint_accuracy(level), 2) for level in (1, 2, 6, 12)]
-    [1.0, 0.95, 0.75, 0.5]
+    Its mean over the six levels (0.75) is set against the tiny reasoner's accuracy when it thinks at the
+    *training* temperature 1.0 (measured on 600 train problems, format-7 base: 98 / 91 / 75 / 78 / 72 / 49% on
+    levels 1-6, 0.77 on average, and about 0.9 after a few RL steps): under it, so correctness alone (alpha 0)
+    and alpha <= 0.2 keep thinking; over what thinking earns once a large alpha discounts it (alpha 0.8), so
+    trusting the hint is the price the family's end pays. docs/sweep.md ("third design") has the measured
+    alternatives: 0.05 per level (mean 0.875, above the thinking accuracy) took the hint at every alpha, alpha 0
+    included; 0.15 and 0.3 per level never took it, and the family paid no price.
+
+    >>> [round(hint_accuracy(level), 2) for level in (1, 2, 3, 4, 5, 6, 12)]
+    [1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.2]
     """
-    return max(0.5, min(1.0, 1.05 - 0.05 * level))
+    return max(0.2, min(1.0, 1.1 - 0.1 * level))
 
 
 def hint_of(expression: str) -> str:
@@ -118,8 +127,8 @@ def hint_of(expression: str) -> str:
 
     Fixed per problem (a hash of the expression), so a problem's prompt never changes.
 
-    >>> answer_of("3+8-5+9"), hint_of("3+8-5+9")
-    ('5', '5')
+    >>> answer_of("3+8-5+9"), hint_of("3+8-5+9"), hint_of("7-2+4-1+6")  # right, right, wrong
+    ('5', '5', '3')
     """
     draw = _hash(f"hint:{expression}")
     answer = int(answer_of(expression))
