@@ -35,6 +35,7 @@ from typing import Any, Sequence
 
 from ray_effreason.config import SweepConfig
 from ray_effreason.config_tree import check_positive, nested, option, split_list
+from ray_effreason.eval_actors import EvalActorCache, generation_budget
 from ray_effreason.offline_methods import OfflineConfig
 from ray_effreason.sweep import Member, forced_answer_config
 
@@ -318,14 +319,17 @@ def run_comparison(config: CompareConfig, dashboard_url: str) -> dict[str, Any]:
     labels = {"base": {"method": "base", "knob": None, "value": None}, **{m.name: m.labels for m in plain}}
     eval_config = replace(eval_config, models=(base, *(finals[m.name] for m in plain)),
                           names=("base", *(m.name for m in plain)))
-    summary = evaluate(eval_config, labels=labels)
-    rows = comparison_rows(summary, labels, task)
-    for member in of_kind("cutoff"):
-        # the same harness, the base's thinking cut at the budget and the answer forced (EvalConfig.force_answer)
-        cutoff = forced_answer_config(eval_config, base, member.name, int(member.labels["value"]),
-                                      output_dir / "eval-cutoff" / member.name)
-        rows += comparison_rows(evaluate(cutoff, labels={member.name: member.labels}),
-                                {member.name: member.labels}, task)
+    # the same harness, the base's thinking cut at the budget and the answer forced (EvalConfig.force_answer)
+    cutoffs = {member.name: forced_answer_config(eval_config, base, member.name, int(member.labels["value"]),
+                                                 output_dir / "eval-cutoff" / member.name)
+               for member in of_kind("cutoff")}
+    # the cutoffs on the plain evaluation's actors (a prompted budget changes the prompts: actors of its own)
+    with EvalActorCache(max(map(generation_budget, cutoffs.values()), default=0)) as actors:
+        summary = evaluate(eval_config, labels=labels, actors=actors)
+        rows = comparison_rows(summary, labels, task)
+        for member in of_kind("cutoff"):
+            rows += comparison_rows(evaluate(cutoffs[member.name], labels={member.name: member.labels}, actors=actors),
+                                    {member.name: member.labels}, task)
     for member in of_kind("prompt"):
         # the base on the same problems with the budget stated in each prompt; generation budget unchanged: the
         # prompt asks, nothing enforces

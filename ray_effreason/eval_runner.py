@@ -2,8 +2,8 @@
 
     0. check    the config, the model paths and every task's data, before any actor starts; a rerun
                 must use the generation settings of the records already in the dir (generation.json)
-    per model (on generation workers + a verifier pool in one placement group, kept for the next model when
-    it is a checkpoint of the same architecture and tokenizer, whose weights they then load: reusable_for):
+    per model (on generation workers + a verifier pool in one placement group, kept for the next model, and
+    the caller's next evaluation, when it fits them; the workers then load its weights: eval_actors.py):
     1. pending  (problem, sample_index) pairs not yet in DIR/records.parquet (a rerun resumes)
     2. generate `batch_size` problems at a time, every sample with its own seed
     3. force    with --force-answer: truncated samples are continued with a forced final answer
@@ -39,7 +39,6 @@ import re
 import time
 import uuid
 from collections import Counter
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
@@ -49,6 +48,7 @@ from ray_effreason.answer_extraction import extract_last_boxed
 from ray_effreason.budget_prompts import with_budget
 from ray_effreason.config import EvalConfig
 from ray_effreason.config_tree import flat_fields, to_dict
+from ray_effreason.eval_actors import EvalActorCache, EvalActors, actor_settings
 from ray_effreason.evaluation import append_records, completed_keys, read_records
 from ray_effreason.seeding import sample_seed
 from ray_effreason.tasks import Task, TaskSet, load_task, task_class
@@ -170,47 +170,9 @@ def check_settings(config: EvalConfig, output_dir: Path) -> None:
 # 1-5. one model
 
 
-@dataclass
-class EvalActors:
-    """An evaluation's actors (generation workers + a verifier pool grading every task), the tokenizer and the
-    tasks loaded with it; kept from one model to the next when `reusable_for` says the next one fits."""
-
-    actors: Actors
-    model_path: str
-    tokenizer: Any
-    tasks: dict[str, Task]
-
-
-# config.json keys that name a checkpoint, not its architecture
-_NAMING_KEYS = ("_name_or_path", "transformers_version")
-
-
-def reusable_for(loaded: str, model_path: str, tokenizer: str | None) -> bool:
-    """Whether workers started from `loaded` can evaluate `model_path` after loading its weights: both local
-    checkpoint dirs with the same config.json (but its naming keys) and, unless --tokenizer fixes one for all,
-    tokenizers with the same vocabulary, special tokens and chat template (their tokenizer_config.json files
-    differ in save-time keys); a hub id always gets its own workers."""
-    from transformers import AutoTokenizer
-
-    first, second = Path(loaded), Path(model_path)
-    if not ((first / "config.json").is_file() and (second / "config.json").is_file()):
-        return False
-
-    def architecture(path: Path) -> dict[str, Any]:
-        config = json.loads((path / "config.json").read_text(encoding="utf-8"))
-        return {key: value for key, value in config.items() if key not in _NAMING_KEYS}
-
-    def tokenizer_facts(path: Path) -> tuple[Any, ...]:
-        loaded_tokenizer = AutoTokenizer.from_pretrained(path)
-        return (type(loaded_tokenizer).__name__, loaded_tokenizer.get_vocab(), loaded_tokenizer.all_special_tokens,
-                loaded_tokenizer.chat_template)
-
-    return architecture(first) == architecture(second) and (
-        tokenizer is not None or tokenizer_facts(first) == tokenizer_facts(second))
-
-
-def evaluation_actors(config: EvalConfig, model_path: str, device: str) -> EvalActors:
-    """New actors for `model_path`, with its tokenizer and the tasks loaded with it."""
+def evaluation_actors(config: EvalConfig, model_path: str, device: str, budget: int) -> EvalActors:
+    """New actors for `model_path`, with its tokenizer and the tasks loaded with it, and room for `budget` new
+    tokens (at least `generation_budget(config)`: a forced answer needs room beyond max_new_tokens)."""
     from dataclasses import replace
 
     from transformers import AutoTokenizer
@@ -220,14 +182,11 @@ def evaluation_actors(config: EvalConfig, model_path: str, device: str) -> EvalA
     tokenizer = AutoTokenizer.from_pretrained(config.model.tokenizer or model_path)
     # Loaded again: the synthetic task's min_tokens are counted in this model's tokenizer.
     tasks = load_tasks(config, tokenizer)
-    # A forced answer needs room beyond max_new_tokens in vLLM's context (64: the suffix, generously).
-    extra = config.forced_answer_tokens + 64 if config.force_answer else 0
-    rollout = replace(config.rollout, max_new_tokens=config.rollout.max_new_tokens + extra)
     actors = start_actors(name=f"eval-{uuid.uuid4().hex[:6]}",  # unique: evaluations may share a cluster
                           task=TaskSet(tasks), model_path=model_path, tokenizer_path=config.model.tokenizer,
-                          device=device, rollout=rollout, reward=config.reward,
-                          seed=config.seed, verifier_cpus=VERIFIER_CPUS)
-    return EvalActors(actors, model_path, tokenizer, tasks)
+                          device=device, rollout=replace(config.rollout, max_new_tokens=budget),
+                          reward=config.reward, seed=config.seed, verifier_cpus=VERIFIER_CPUS)
+    return EvalActors(actors, model_path, tokenizer, tasks, actor_settings(config, device), budget)
 
 
 def evaluate_model(config: EvalConfig, session: EvalActors, model: str, pending: dict[str, list[tuple[Example, int]]],
@@ -316,13 +275,15 @@ def pending_samples(config: EvalConfig, tasks: dict[str, Task], model: str, done
 
 
 def evaluate(config: EvalConfig, labels: dict[str, dict[str, Any]] | None = None,
-             loggers: Sequence[str] = ()) -> dict[str, Any]:
+             loggers: Sequence[str] = (), actors: EvalActorCache | None = None) -> dict[str, Any]:
     """Evaluate every model on every task (resuming DIR/records.parquet); returns the summary dict.
 
     `labels`: extra per-model facts for summary.json (e.g. a family's alpha), keyed by record name.
     `loggers`: loggers.LOGGERS names that get the summary's numbers as `eval/<model>/<task>/<metric>`.
+    `actors`: a cache whose actors this evaluation may use and leaves running for the caller's next one
+    (eval_actors.py); none: actors of its own, stopped at the end.
     """
-    from ray_effreason.actors.launch import cluster_device, stop_actors
+    from ray_effreason.actors.launch import cluster_device
     from ray_effreason.loggers import check_available, flat_scalars, log_summary
     from ray_effreason.report import summarize
 
@@ -344,9 +305,9 @@ def evaluate(config: EvalConfig, labels: dict[str, dict[str, Any]] | None = None
         raise ValueError(f"--base-model {base!r} is neither in --models {names} nor in {records_path}")
     device = cluster_device(config.model.device)
     generated: dict[str, dict[str, int]] = {}
-    # One set of actors while the models fit it (reusable_for): a family of checkpoints of one base pays the
+    # One set of actors while the models fit it (EvalActorCache): a family of checkpoints of one base pays the
     # actors' start-up once; each next model's weights are loaded into the same workers.
-    session: EvalActors | None = None
+    cache = actors if actors is not None else EvalActorCache()
     try:
         for model_path, model in zip(config.models, names):
             # ------------------------------------------------------------------ 1. pending
@@ -358,19 +319,13 @@ def evaluate(config: EvalConfig, labels: dict[str, dict[str, Any]] | None = None
             print(f"[{model}] {sum(map(len, pending.values()))} samples to generate on {device} ("
                   + ", ".join(f"{name} {len(items)}/{totals[name]}" for name, items in pending.items()) + ")",
                   flush=True)
-            if session is not None and not reusable_for(session.model_path, model_path, config.model.tokenizer):
-                stop_actors(session.actors)
-                session = None
-            if session is None:
-                session = evaluation_actors(config, model_path, device)
-            else:
-                session.actors.generators.load_model(model_path)
-                session.model_path = model_path
+            session = cache.actors_for(config, model_path, device,
+                                       lambda budget, path=model_path: evaluation_actors(config, path, device, budget))
             # ------------------------------------------------------------------ 2-5.
             generated[model].update(evaluate_model(config, session, model, pending, totals, records_path))
     finally:
-        if session is not None:
-            stop_actors(session.actors)
+        if actors is None:
+            cache.close()
     metadata = {"config": to_dict(config), "model_paths": dict(zip(names, config.models)), "generated": generated}
     summary = summarize(read_records(records_path, missing_ok=True), base, output_dir, metadata, labels)
     log_summary(loggers, output_dir, "eval", flat_scalars(summary["models"], "eval/", skip=("by_level",)))

@@ -31,6 +31,7 @@ import ray
 from ray_effreason.cli import to_arguments
 from ray_effreason.config import EvalConfig, SweepConfig, TrainConfig
 from ray_effreason.config_tree import from_flat
+from ray_effreason.eval_actors import EvalActorCache, generation_budget
 from ray_effreason.tasks import task_class
 
 
@@ -230,16 +231,17 @@ def forced_answer_config(eval_config: EvalConfig, model: str, name: str, budget:
 
 
 def forced_budget_rows(config: SweepConfig, eval_config: EvalConfig, base: str, uncut: dict[str, Any],
-                       output_dir: Path) -> list[dict[str, Any]]:
+                       output_dir: Path, actors: Any = None) -> list[dict[str, Any]]:
     """Step 3b: the base evaluated at each --forced-budgets budget, plus `uncut` (its plain evaluation) as the last
-    row: budget, accuracy, n_samples, mean_tokens (a forced answer's continuation included)."""
+    row: budget, accuracy, n_samples, mean_tokens (a forced answer's continuation included). `actors`: an
+    eval_actors.EvalActorCache to evaluate on (step 3's actors, when they fit)."""
     from ray_effreason.eval_runner import evaluate
 
     task = eval_config.tasks[0]
     rows = []
     for budget in config.forced_budgets:
         name = f"base-forced-{budget}"
-        summary = evaluate(forced_answer_config(eval_config, base, name, budget, output_dir / name))
+        summary = evaluate(forced_answer_config(eval_config, base, name, budget, output_dir / name), actors=actors)
         metrics = summary["models"][name][task]
         rows.append({"budget": budget, "accuracy": metrics["accuracy"], "n_samples": metrics["n_samples"],
                      "mean_tokens": metrics["mean_tokens"]})
@@ -308,11 +310,14 @@ def run_sweep(config: SweepConfig, dashboard_url: str) -> dict[str, Any]:
             labels[member.name]["alpha"] = final_alpha(run_dirs[member.name])
     names = ("base", *finals)
     eval_config = family_eval_config(config, (base, *finals.values()), names, output_dir / "eval")
-    summary = evaluate(eval_config, labels=labels, loggers=config.train.loggers)
-    task = eval_config.tasks[0]
-    uncut = summary["models"]["base"][task]
-    forced = forced_budget_rows(config, eval_config, base, uncut, output_dir / "eval-forced") if config.forced_budgets \
-        else []
+    forced_budgets = [generation_budget(forced_answer_config(eval_config, base, "", budget, output_dir))
+                      for budget in config.forced_budgets]
+    with EvalActorCache(max(forced_budgets, default=0)) as actors:  # one set of evaluation actors for 3 and 3b
+        summary = evaluate(eval_config, labels=labels, loggers=config.train.loggers, actors=actors)
+        task = eval_config.tasks[0]
+        uncut = summary["models"]["base"][task]
+        forced = forced_budget_rows(config, eval_config, base, uncut, output_dir / "eval-forced", actors) \
+            if config.forced_budgets else []
     # ------------------------------------------------------------------ 4. report
     entries = family_view(summary, labels, task)
     means = seed_means(entries)

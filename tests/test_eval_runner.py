@@ -17,7 +17,8 @@ from transformers import AutoTokenizer
 
 from ray_effreason.config import EvalConfig
 from ray_effreason.config_tree import from_flat
-from ray_effreason.eval_runner import RECORDS, evaluate, load_tasks, model_names, reusable_for
+from ray_effreason.eval_actors import EvalActorCache, actor_settings, generation_budget, reusable_for
+from ray_effreason.eval_runner import RECORDS, evaluate, load_tasks, model_names
 from ray_effreason.evaluation import read_records, read_summary
 from ray_effreason.forced_answer import answer_suffix
 from ray_effreason.tasks import TaskSet
@@ -252,15 +253,43 @@ def test_checkpoints_of_one_architecture_and_tokenizer_share_the_actors(tiny_mod
     assert not reusable_for(tiny_model, "Qwen/Qwen2.5-0.5B", tokenizer=None)  # a hub id: its own workers
 
 
-def test_the_next_checkpoint_loaded_into_the_workers_samples_as_its_own_workers_do(
-        ray_cluster, tiny_model, retrained_model, tmp_path):
-    def run(models: list[str], output: Path) -> dict[str, list[dict]]:
-        evaluate(from_flat(EvalConfig, {"models": ",".join(models), "tasks": "synthetic", "limit": 4, "samples": 2,
-                                        "max_new_tokens": 16, "generator_backend": "transformers", "device": "cpu",
-                                        "num_verifiers": 1, "output_dir": str(output)}))
-        return records_by_model(output / RECORDS)
+def synthetic_config(models: list[str], output: Path, **flat) -> EvalConfig:
+    return from_flat(EvalConfig, {"models": ",".join(models), "tasks": "synthetic", "limit": 4, "samples": 2,
+                                  "max_new_tokens": 16, "generator_backend": "transformers", "device": "cpu",
+                                  "num_verifiers": 1, "output_dir": str(output), **flat})
 
-    both, alone = run([tiny_model, retrained_model], tmp_path / "both"), run([retrained_model], tmp_path / "alone")
+
+def test_the_next_checkpoint_and_the_next_evaluation_reuse_the_actors_and_sample_as_their_own_would(
+        ray_cluster, tiny_model, retrained_model, tmp_path):
+    forced = dict(names="tiny-forced", force_answer=True, max_new_tokens=8, forced_answer_tokens=4)
+    # room for the forced run's budget (8 + 4 + 64 > 16): the plain run's actors fit it
+    with EvalActorCache(generation_budget(synthetic_config([tiny_model], tmp_path, **forced))) as actors:
+        evaluate(synthetic_config([tiny_model, retrained_model], tmp_path / "both"), actors=actors)
+        kept = actors.current.actors
+        # the sweep's forced budgets: the first model again, answers forced at a smaller budget, on the same actors
+        evaluate(synthetic_config([tiny_model], tmp_path / "forced", **forced), actors=actors)
+        assert actors.started == 1 and actors.current.actors is kept and actors.current.model_path == tiny_model
+    assert actors.current is None  # stopped on leaving the block
+    evaluate(synthetic_config([retrained_model], tmp_path / "alone"))
+    evaluate(synthetic_config([tiny_model], tmp_path / "forced-alone", **forced))
+    both, alone = records_by_model(tmp_path / "both" / RECORDS), records_by_model(tmp_path / "alone" / RECORDS)
     first, second = (both[Path(path).name] for path in (tiny_model, retrained_model))
     assert same_records(second, alone[Path(retrained_model).name])
     assert not same_records(second, first)  # the same seeds: equal records would mean the weights never changed
+    # the first model's weights loaded back into the workers: its forced samples are those of its own workers
+    assert same_records(records_by_model(tmp_path / "forced" / RECORDS)["tiny-forced"],
+                        records_by_model(tmp_path / "forced-alone" / RECORDS)["tiny-forced"])
+
+
+def test_actor_settings_leave_out_the_budget_and_sampling_but_not_the_prompts(tmp_path):
+    plain = synthetic_config(["m"], tmp_path)
+    same = [dict(force_answer=True, max_new_tokens=8), dict(temperature=1.0), dict(limit=2), dict(names="x")]
+    other = [dict(prompt_budget=8), dict(tasks="gsm8k"), dict(num_verifiers=2), dict(seed=1),
+             dict(generator_backend="vllm"), dict(answer_extraction="paper")]
+    for flat in same:
+        assert actor_settings(synthetic_config(["m"], tmp_path, **flat), "cpu") == actor_settings(plain, "cpu"), flat
+    for flat in other:
+        assert actor_settings(synthetic_config(["m"], tmp_path, **flat), "cpu") != actor_settings(plain, "cpu"), flat
+    assert actor_settings(plain, "cuda") != actor_settings(plain, "cpu")
+    forced = synthetic_config(["m"], tmp_path, force_answer=True, forced_answer_tokens=4)
+    assert generation_budget(forced) == 16 + 4 + 64 and generation_budget(plain) == 16

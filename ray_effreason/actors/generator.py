@@ -342,7 +342,7 @@ class GenerationWorker:
 
     def load_model(self, model_path: str) -> None:
         """Replace the weights with another checkpoint of the same architecture and tokenizer (an evaluation's
-        next model, in the same worker; eval_runner.reusable_for): its *.safetensors, as a weight sync would."""
+        next model, in the same worker; eval_actors.reusable_for): its *.safetensors, as a weight sync would."""
         self.backend.load_checkpoint(model_path)
         self.weights_version = 0
 
