@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -94,7 +95,8 @@ def main() -> None:
 
     base_entry = next(entry for entry in entries if entry["name"] == "base")
     lines = ["# Ask for a budget, not an alpha: measured", "",
-             "Command: `make sweep` (the fixed-alpha family), then `.venv/bin/python bench/bench_controller.py` "
+             "Command: `make sweep` (the fixed-alpha family), then "
+             f"`{' '.join(['.venv/bin/python', 'bench/bench_controller.py', *sys.argv[1:]])}` "
              f"(2 CPU cores; {time.perf_counter() - started:.0f} s for the runs below).", "",
              "pid: the default controller; dual: plain dual ascent. It reads the training batch (temperature 1.0) or "
              "its probe (64 held-out training prompts at temperature 0.6). The test split's target is R x the base's "
