@@ -231,10 +231,10 @@ def forced_answer_config(eval_config: EvalConfig, model: str, name: str, budget:
 
 
 def forced_budget_rows(config: SweepConfig, eval_config: EvalConfig, base: str, uncut: dict[str, Any],
-                       output_dir: Path, actors: Any = None) -> list[dict[str, Any]]:
+                       output_dir: Path, actors: EvalActorCache | None = None) -> list[dict[str, Any]]:
     """Step 3b: the base evaluated at each --forced-budgets budget, plus `uncut` (its plain evaluation) as the last
-    row: budget, accuracy, n_samples, mean_tokens (a forced answer's continuation included). `actors`: an
-    eval_actors.EvalActorCache to evaluate on (step 3's actors, when they fit)."""
+    row: budget, accuracy, n_samples, mean_tokens (a forced answer's continuation included). `actors`: the
+    cache to evaluate on (step 3's actors, when they fit)."""
     from ray_effreason.eval_runner import evaluate
 
     task = eval_config.tasks[0]
@@ -310,9 +310,9 @@ def run_sweep(config: SweepConfig, dashboard_url: str) -> dict[str, Any]:
             labels[member.name]["alpha"] = final_alpha(run_dirs[member.name])
     names = ("base", *finals)
     eval_config = family_eval_config(config, (base, *finals.values()), names, output_dir / "eval")
-    forced_budgets = [generation_budget(forced_answer_config(eval_config, base, "", budget, output_dir))
-                      for budget in config.forced_budgets]
-    with EvalActorCache(max(forced_budgets, default=0)) as actors:  # one set of evaluation actors for 3 and 3b
+    room = max((generation_budget(forced_answer_config(eval_config, base, "", budget, output_dir))
+                for budget in config.forced_budgets), default=0)  # 3b's forced answers fit 3's actors
+    with EvalActorCache(room) as actors:  # one set of evaluation actors for 3 and 3b
         summary = evaluate(eval_config, labels=labels, loggers=config.train.loggers, actors=actors)
         task = eval_config.tasks[0]
         uncut = summary["models"]["base"][task]
