@@ -59,75 +59,12 @@ from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # gpu_workload.py and gpu_tables.py beside this file
+
+from gpu_tables import print_tables  # noqa: E402
+from gpu_workload import DATASETS, TINY, max_model_len, resolve_model, rollout_config, workload  # noqa: E402
 
 PARTS = ("generation", "sync", "e2e")
-DATASETS = {"math500": "test", "gsm8k": "test"}  # --dataset -> the split read from --data-dir
-TINY = "untrained-tiny"
-
-
-# ---------------------------------------------------------------------------------------- model and prompts
-
-
-def resolve_model(name: str, output_dir: Path) -> str:
-    """A local directory for --model: as given, the snapshot in the HF cache, or the tiny model built here."""
-    if name == TINY:
-        path = output_dir / TINY
-        if not (path / "config.json").exists():
-            from ray_effreason.tiny_reasoner import build_model, build_tokenizer
-
-            tokenizer = build_tokenizer()
-            build_model(tokenizer, seed=0).save_pretrained(path)
-            tokenizer.save_pretrained(path)
-        return str(path.resolve())
-    if Path(name).expanduser().is_dir():
-        return str(Path(name).expanduser().resolve())
-    from huggingface_hub import snapshot_download
-
-    try:
-        return snapshot_download(name, local_files_only=True)
-    except Exception as error:  # noqa: BLE001 (any lookup failure means: not cached here)
-        raise SystemExit(f"--model {name}: not a local directory and not in the local Hugging Face cache "
-                         f"({type(error).__name__}); download it first: huggingface-cli download {name}") from error
-
-
-def workload(arguments: argparse.Namespace) -> tuple[list[str], list[list[int]], list[int]]:
-    """(user message per request, its prompt tokens, its seed): --prompts problems x --samples."""
-    from transformers import AutoTokenizer
-
-    from ray_effreason.tasks import load_task
-    from ray_effreason.tasks.base import prompt_token_ids
-
-    task = load_task(arguments.dataset, path=arguments.data_dir / arguments.dataset, split=DATASETS[arguments.dataset])
-    tokenizer = AutoTokenizer.from_pretrained(arguments.model)
-    chosen = []  # the first problems that fit: the workers refuse a longer prompt, they never cut it
-    for example in task.examples:
-        ids = prompt_token_ids(example.prompt, tokenizer, "chat")
-        if len(ids) <= arguments.max_prompt_tokens:
-            chosen.append((example.prompt, ids))
-        if len(chosen) == arguments.prompts:
-            break
-    messages = [message for message, _ in chosen for _ in range(arguments.samples)]
-    ids = [ids for _, ids in chosen for _ in range(arguments.samples)]
-    seeds = [1000 * p + g for p in range(len(chosen)) for g in range(arguments.samples)]
-    return messages, ids, seeds
-
-
-def max_model_len(arguments: argparse.Namespace) -> int:
-    """What start_actors gives the engine (prompt + generation budget), capped as VLLMBackend caps it."""
-    from transformers import AutoConfig
-
-    positions = getattr(AutoConfig.from_pretrained(arguments.model), "max_position_embeddings", None)
-    budget = arguments.max_prompt_tokens + arguments.max_new_tokens
-    return min(budget, positions) if positions else budget
-
-
-def rollout_config(arguments: argparse.Namespace, num_generators: int = 1):
-    from ray_effreason.config import RolloutConfig
-
-    return RolloutConfig(samples_per_prompt=max(arguments.samples, 2), temperature=arguments.temperature,
-                         max_new_tokens=arguments.max_new_tokens, max_prompt_tokens=arguments.max_prompt_tokens,
-                         num_generators=num_generators, generator_backend="vllm",
-                         gpu_memory_utilization=arguments.gpu_memory_utilization)
 
 
 def start_ray(arguments: argparse.Namespace) -> None:
@@ -397,42 +334,6 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--timeout-s", type=float, default=1800, help="per measurement process")
     parser.add_argument("--cell", choices=sorted(CELLS), help=argparse.SUPPRESS)
     return parser.parse_args(argv)
-
-
-def print_tables(results: dict[str, Any]) -> None:
-    info = results["environment"]
-    print(f"\n{info['device']}: {info['gpus']} GPU(s) {', '.join(info['gpu_names'])}; load average "
-          f"{info['load_average']:.1f} on {info['cpus']} CPUs; model {results['model']}\n")
-    generation = results.get("generation")
-    if generation and "skipped" not in generation:
-        print("| generation | requests | start-up s | tokens | tok/s (median) | runs tok/s |\n"
-              "|---|---|---|---|---|---|")
-        for side in ("bare", "ours"):
-            cell = generation[side]
-            speeds = ", ".join(f"{run['tokens_per_second']:,.0f}" for run in cell["runs"])
-            print(f"| {side} vLLM | {cell['requests']} | {cell['start_s']:.1f} | {cell['runs'][-1]['tokens']:,} | "
-                  f"{cell['tokens_per_second']:,.0f} | {speeds} |")
-        print(f"\nours / bare: {generation['ratio']:.3f} (target >= 0.9)\n")
-    sync = results.get("sync")
-    if sync and "skipped" in sync:
-        print(f"sync {sync['skipped']}\n")
-    elif sync:
-        print("| weight sync | tensors | GB | init s | median s | syncs s | GB/s |\n|---|---|---|---|---|---|---|")
-        print(f"| learner -> vLLM ({sync['dtype']}) | {sync['tensors']} | {sync['bytes'] / 1e9:.3f} | "
-              f"{sync['init_s']:.2f} | {sync['median_s']:.3f} | {', '.join(f'{s:.3f}' for s in sync['sync_s'])} | "
-              f"{sync['bytes'] / 1e9 / sync['median_s']:.2f} |\n")
-    e2e = results.get("e2e")
-    if e2e and "skipped" in e2e:
-        print(f"e2e {e2e['skipped']}\n")
-    elif e2e:
-        phases = e2e["phases"]
-        unit = "GPU" if info["device"] == "cuda" else "actor"
-        print(f"| e2e | steps timed | tokens/step | step s | generate s | grade s | update s | sync s | "
-              f"tok/s per {unit} | generate tok/s per generation {unit} |\n|---|---|---|---|---|---|---|---|---|---|")
-        print(f"| {e2e['learners']} learner(s) + {e2e['generators']} generator(s) | {e2e['steps_timed']} of "
-              f"{e2e['steps']} | {e2e['tokens_per_step']:,.0f} | {e2e['step_s']:.1f} | {phases['time/generate']:.1f} | "
-              f"{phases['time/grade']:.2f} | {phases['time/update']:.1f} | {phases['time/sync']:.2f} | "
-              f"{e2e['tokens_per_second_per_gpu']:,.0f} | {e2e['generate_tokens_per_second_per_gpu']:,.0f} |\n")
 
 
 def main() -> None:

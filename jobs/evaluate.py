@@ -15,7 +15,8 @@ import ray
 
 from ray_effreason.cli import config_parser, given_values, parse_config
 from ray_effreason.config import EvalConfig
-from ray_effreason.eval_runner import check_models, evaluate, load_tasks
+from ray_effreason.eval_inputs import check_models, load_tasks
+from ray_effreason.eval_runner import evaluate
 from ray_effreason.presets import EVAL_PRESETS
 from ray_effreason.report import report_only
 

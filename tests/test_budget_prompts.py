@@ -4,7 +4,7 @@ import pytest
 
 from ray_effreason.budget_prompts import WORDINGS, state_budget
 from ray_effreason.config import EvalConfig
-from ray_effreason.eval_runner import check_settings, load_tasks
+from ray_effreason.eval_inputs import check_settings, load_tasks
 
 
 @pytest.mark.parametrize("wording", list(WORDINGS))

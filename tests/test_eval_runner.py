@@ -18,7 +18,8 @@ from transformers import AutoTokenizer
 from ray_effreason.config import EvalConfig
 from ray_effreason.config_tree import from_flat
 from ray_effreason.eval_actors import EvalActorCache, actor_settings, generation_budget, reusable_for
-from ray_effreason.eval_runner import RECORDS, evaluate, load_tasks, model_names
+from ray_effreason.eval_inputs import load_tasks, model_names
+from ray_effreason.eval_runner import RECORDS, evaluate
 from ray_effreason.evaluation import read_records, read_summary
 from ray_effreason.forced_answer import answer_suffix
 from ray_effreason.tasks import TaskSet
