@@ -61,7 +61,8 @@ def rollout_samples(seed: int = 0, count: int = 128, vocab_size: int = 350):
 
 def tokens_processed(samples, fields: dict) -> tuple[int, int]:
     """(micro-batches, token positions the forward passes run over) for one RL step: padding counts when padded."""
-    from ray_effreason.batching import budget_groups, fewest_micro_batches, micro_batches
+    from ray_effreason.batching import micro_batches
+    from ray_effreason.packing import budget_groups, fewest_micro_batches
 
     if "micro_batch_size" in fields:
         batches = micro_batches(samples, fields["micro_batch_size"], pad_id=0)
@@ -150,7 +151,8 @@ def attention_share(model_path: str, threads: int) -> list[tuple[str, int, float
     from transformers import AutoModelForCausalLM
 
     from ray_effreason.actors.learner import micro_batch_logprobs
-    from ray_effreason.batching import budget_groups, fewest_micro_batches, micro_batches, packed_micro_batches
+    from ray_effreason.batching import micro_batches
+    from ray_effreason.packing import budget_groups, fewest_micro_batches, packed_micro_batches
 
     torch.set_num_threads(threads)
     model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32)

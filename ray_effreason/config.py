@@ -175,7 +175,7 @@ class LearnerConfig:
     micro_batch_size: int = option(1, "samples per forward/backward per rank (gradient accumulation fills the rest)")
     max_tokens_per_micro_batch: int | None = option(
         None, "sequence packing: each rank's micro-batches hold at most this many tokens (prompt + completion), "
-              "padding-free (batching.py); micro_batch_size is then unused by the RL update. A longer sample gets "
+              "padding-free (packing.py); micro_batch_size is then unused by the RL update. A longer sample gets "
               "a micro-batch of its own. With sdpa/eager attention a row's attention costs its length squared: keep "
               "it near twice the longest sample (docs/benchmarks.md). None: micro_batch_size samples each, "
               "right-padded")

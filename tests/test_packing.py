@@ -12,16 +12,18 @@ from ray_effreason.actors.learner import micro_batch_logprobs
 from ray_effreason.batching import (
     MicroBatch,
     Sample,
-    budget_groups,
-    fewest_micro_batches,
     micro_batches,
-    packed_loss_scales,
-    packed_micro_batches,
-    packed_step_token_counts,
     step_token_counts,
     token_mean_scales,
 )
 from ray_effreason.losses import AGGREGATIONS, policy_loss
+from ray_effreason.packing import (
+    budget_groups,
+    fewest_micro_batches,
+    packed_loss_scales,
+    packed_micro_batches,
+    packed_step_token_counts,
+)
 
 PAD = 0
 VOCAB = 96

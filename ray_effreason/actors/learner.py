@@ -15,7 +15,7 @@ micro-batches of at most that many tokens, padding-free where the model masks at
 step varies. DeepSpeed's own count assumes a fixed number (train_batch_size / (micro_batch_size * ranks)):
 this rank marks the step's last micro-batch (`set_gradient_accumulation_boundary`, so that ZeRO-0/1 still
 all-reduce once per step), backwards each loss without DeepSpeed's 1/accumulation (`scale_wrt_gas=False`) and
-scales it by batching.packed_loss_scales, which gives every aggregation mode the padded path's gradient.
+scales it by packing.packed_loss_scales, which gives every aggregation mode the padded path's gradient.
 OpenRLHF's `use_dynamic_batch` instead sets DeepSpeed's accumulation to 1 and steps the optimizer only after a
 step's last micro-batch (every backward then a boundary: an all-reduce per micro-batch); it and verl scale every
 mode by sequences, which for token-mean is not the padded path's step. The ranks agree on the number of
@@ -49,21 +49,23 @@ from ray_effreason.actors.weight_sync import ParamSpec, WeightSyncGroup, free_po
 from ray_effreason.batching import (
     MicroBatch,
     Sample,
-    budget_groups,
-    fewest_micro_batches,
     micro_batches,
-    packed_loss_scales,
-    packed_micro_batches,
-    packed_step_token_counts,
     step_token_counts,
     token_mean_scales,
-    unpack_logprobs,
     whitened_advantages,
     whitening_sums,
 )
 from ray_effreason.config import LearnerConfig, LossConfig
 from ray_effreason.devices import DEVICES
 from ray_effreason.losses import kl_penalized_advantages, policy_loss, token_logprobs
+from ray_effreason.packing import (
+    budget_groups,
+    fewest_micro_batches,
+    packed_loss_scales,
+    packed_micro_batches,
+    packed_step_token_counts,
+    unpack_logprobs,
+)
 
 
 def micro_batch_logprobs(model: torch.nn.Module, batch: MicroBatch, temperature: float) -> torch.Tensor:
@@ -144,7 +146,7 @@ class LearnerWorker(OfflineObjectives):
         return torch.allclose(results[0], results[1], rtol=0.0, atol=1e-3)
 
     def _packed_steps(self, samples: list[Sample]) -> list[list[MicroBatch]]:
-        """Each optimizer step's samples in consecutive micro-batches within the token budget (batching.py), as
+        """Each optimizer step's samples in consecutive micro-batches within the token budget (packing.py), as
         many per step on every rank: ZeRO-2 reduces gradients in every backward, ZeRO-3 gathers parameters in every
         forward (old and reference log-probs included) and the boundary's all-reduce must pair up, so a rank that
         could do with fewer micro-batches cuts its samples into the most any rank needs (smaller ones)."""
