@@ -18,7 +18,7 @@ from transformers import AutoTokenizer
 from ray_effreason.config import EvalConfig
 from ray_effreason.config_tree import from_flat
 from ray_effreason.eval_actors import EvalActorCache, actor_settings, generation_budget, reusable_for
-from ray_effreason.eval_inputs import load_tasks, model_names
+from ray_effreason.eval_inputs import load_tasks
 from ray_effreason.eval_runner import RECORDS, evaluate
 from ray_effreason.evaluation import read_records, read_summary
 from ray_effreason.forced_answer import answer_suffix
@@ -214,15 +214,6 @@ def test_report_flag_missing_dir_names_it(tmp_path, capsys):
     with pytest.raises(SystemExit):
         load_job().main(["--report", str(tmp_path / "missing"), "--output-dir", str(tmp_path)])
     assert f"--report: {tmp_path / 'missing'} does not exist" in capsys.readouterr().err
-
-
-def test_model_names_same_basename_get_their_parent(tmp_path):
-    for run in ("a", "b"):
-        (tmp_path / run / "final").mkdir(parents=True)
-    assert model_names([str(tmp_path / "a" / "final"), str(tmp_path / "b" / "final"), "org/final"]) == [
-        "a/final", "b/final", "org/final"]
-    with pytest.raises(ValueError, match="listed twice"):
-        model_names(["org/x", "org/x"])
 
 
 def test_task_set_grades_each_example_with_its_own_task(data_dir):

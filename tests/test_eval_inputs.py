@@ -1,0 +1,48 @@
+"""Step 0 of the evaluation (eval_inputs.py): models, tasks and settings checked before actors start (sub-second)."""
+
+import json
+
+import pytest
+
+from ray_effreason.config import EvalConfig
+from ray_effreason.config_tree import from_flat
+from ray_effreason.eval_inputs import SETTINGS, check_models, check_settings, load_tasks, model_names, task_data_path
+
+
+def test_model_names_same_basename_get_their_parent(tmp_path):
+    for run in ("a", "b"):
+        (tmp_path / run / "final").mkdir(parents=True)
+    assert model_names([str(tmp_path / "a" / "final"), str(tmp_path / "b" / "final"), "org/final"]) == [
+        "a/final", "b/final", "org/final"]
+    with pytest.raises(ValueError, match="listed twice"):
+        model_names(["org/x", "org/x"])
+
+
+def test_a_model_that_is_neither_a_path_nor_a_hub_id_is_named(tmp_path):
+    check_models([str(tmp_path), "deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B"])  # a directory and a hub id pass
+    with pytest.raises(ValueError, match="--models: give at least one"):
+        check_models([])
+    with pytest.raises(FileNotFoundError, match="runs/missing/final"):
+        check_models(["runs/missing/final"])  # looks like neither: three path components
+
+
+def test_task_data_paths_name_the_flag_and_the_missing_folder(tmp_path, data_dir):
+    assert task_data_path(EvalConfig(tasks=("gsm8k",), data_dir=str(data_dir)), "gsm8k") == data_dir / "gsm8k"
+    assert task_data_path(EvalConfig(tasks=("synthetic",), data_dir=str(data_dir)), "synthetic") is None  # generated
+    with pytest.raises(FileNotFoundError, match=r"--data-dir: no gsm8k/ for task gsm8k"):
+        task_data_path(EvalConfig(tasks=("gsm8k",), data_dir=str(tmp_path)), "gsm8k")
+    with pytest.raises(FileNotFoundError, match="--task-path"):
+        task_data_path(EvalConfig(tasks=("gsm8k",), task_path=str(tmp_path / "none.jsonl")), "gsm8k")
+    with pytest.raises(ValueError, match="--tasks: give at least one"):
+        load_tasks(EvalConfig(tasks=()))
+
+
+def test_a_new_output_dir_records_its_settings_and_a_rerun_must_keep_them(tmp_path):
+    def budget(tokens: int) -> EvalConfig:
+        return from_flat(EvalConfig, {"tasks": ("gsm8k",), "max_new_tokens": tokens})
+
+    check_settings(budget(64), tmp_path)
+    assert json.loads((tmp_path / SETTINGS).read_text())["max_new_tokens"] == 64
+    check_settings(budget(64), tmp_path)  # the same settings resume
+    with pytest.raises(ValueError, match=r"--max-new-tokens 64 \(now 128\)"):
+        check_settings(budget(128), tmp_path)
