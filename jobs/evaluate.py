@@ -6,7 +6,9 @@
     python jobs/evaluate.py --report runs/eval-a runs/eval-b --output-dir runs/eval-merged
     python jobs/evaluate.py --select 0.02 --report runs/sweep/eval   # the cheapest model within 2 points, 95%
 
-A rerun with the same --output-dir resumes: samples already in records.parquet are not generated again.
+A rerun with the same --output-dir resumes: samples already in records.parquet are not generated again. It must
+keep the generation settings (generation.json) and each name's weights (weights.json): a model trained again
+under the same name is refused rather than reported with the old model's records.
 """
 
 from __future__ import annotations

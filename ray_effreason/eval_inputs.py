@@ -1,11 +1,13 @@
 """Step 0 of the evaluation (eval_runner.py): its inputs checked before any actor starts.
 
 Models (a local path or a hub id, named uniquely for the records), tasks (loaded with their data, the prompted
-budget applied, ids unique) and the generation settings an output dir was written with (a rerun must keep them).
+budget applied, ids unique), the generation settings an output dir was written with and the weights behind each
+name it holds records of (a rerun must keep both: its records are skipped, not generated again).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -19,6 +21,7 @@ from ray_effreason.config_tree import flat_fields
 from ray_effreason.tasks import Task, load_task, task_class
 
 SETTINGS = "generation.json"
+WEIGHTS = "weights.json"  # record name -> weights_fingerprint of the model it was evaluated from
 # What a record depends on besides (model, task, problem, sample): a resume must keep these (flat names).
 GENERATION_SETTINGS = ("max_new_tokens", "temperature", "top_p", "force_answer", "forced_answer_tokens", "seed",
                        "tokenizer", "max_prompt_tokens", "prompt_budget", "budget_wording")
@@ -118,3 +121,39 @@ def check_settings(config: EvalConfig, output_dir: Path) -> None:
         return
     output_dir.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(settings, indent=2) + "\n", encoding="utf-8")
+
+
+def weights_fingerprint(model: str) -> str:
+    """What identifies the weights behind a model: a hub id as given; for a local directory, each weight file's
+    name and size and a hash of its first and last MiB (any update changes them, copying the directory does not,
+    and a 15 GB checkpoint costs 2 MiB of reading per file)."""
+    path = Path(model)
+    if not path.is_dir():
+        return model
+    digest = hashlib.sha256()
+    for file in sorted([*path.glob("*.safetensors"), *path.glob("*.bin")]):
+        size = file.stat().st_size
+        digest.update(f"{file.name}:{size};".encode())
+        with file.open("rb") as handle:
+            digest.update(handle.read(1 << 20))
+            handle.seek(max(size - (1 << 20), 0))
+            digest.update(handle.read())
+    return digest.hexdigest()[:16]
+
+
+def check_weights(names: Sequence[str], models: Sequence[str], output_dir: Path) -> None:
+    """Record which weights each name is evaluated from; refuse a name whose weights changed since.
+
+    Records are keyed by name and a rerun skips what is recorded, so a model trained again into the same
+    directory (a sweep member deleted and retrained, a rebuilt base) would silently keep the old model's numbers.
+    """
+    path = output_dir / WEIGHTS
+    saved = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    current = {name: weights_fingerprint(model) for name, model in zip(names, models)}
+    for name, model in zip(names, models):
+        if name in saved and saved[name] != current[name]:
+            raise ValueError(f"--output-dir {output_dir} holds records of {name!r} made from other weights than "
+                             f"{model}'s (fingerprint {saved[name]}, now {current[name]}): use another --output-dir, "
+                             f"or delete {output_dir} to evaluate every model again")
+    output_dir.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({**saved, **current}, indent=2) + "\n", encoding="utf-8")

@@ -1,7 +1,7 @@
 """Evaluation runner: models x tasks -> generate on Ray actors -> grade -> records -> summary and plots.
 
     0. check    the config, the model paths and every task's data, before any actor starts; a rerun
-                must use the generation settings of the records already in the dir (eval_inputs.py)
+                must use the generation settings and the weights of the records already in the dir (eval_inputs.py)
     per model (on generation workers + a verifier pool in one placement group, kept for the next model, and
     the caller's next evaluation, when it fits them; the workers then load its weights: eval_actors.py):
     1. pending  (problem, sample_index) pairs not yet in DIR/records.parquet (a rerun resumes)
@@ -44,7 +44,7 @@ from ray_effreason.answer_extraction import extract_last_boxed
 from ray_effreason.config import EvalConfig
 from ray_effreason.config_tree import to_dict
 from ray_effreason.eval_actors import EvalActorCache, EvalActors, actor_settings
-from ray_effreason.eval_inputs import check_models, check_settings, load_tasks, model_names
+from ray_effreason.eval_inputs import check_models, check_settings, check_weights, load_tasks, model_names
 from ray_effreason.evaluation import append_records, completed_keys, read_records
 from ray_effreason.seeding import sample_seed
 from ray_effreason.tasks import Task, TaskSet
@@ -186,6 +186,7 @@ def evaluate(config: EvalConfig, labels: dict[str, dict[str, Any]] | None = None
     tasks = load_tasks(config)
     output_dir = Path(config.output_dir)
     check_settings(config, output_dir)
+    check_weights(names, config.models, output_dir)
     if not ray.is_initialized():
         ray.init()
     records_path = output_dir / RECORDS

@@ -1,12 +1,23 @@
 """Step 0 of the evaluation (eval_inputs.py): models, tasks and settings checked before actors start (sub-second)."""
 
 import json
+import shutil
 
 import pytest
 
 from ray_effreason.config import EvalConfig
 from ray_effreason.config_tree import from_flat
-from ray_effreason.eval_inputs import SETTINGS, check_models, check_settings, load_tasks, model_names, task_data_path
+from ray_effreason.eval_inputs import (
+    SETTINGS,
+    WEIGHTS,
+    check_models,
+    check_settings,
+    check_weights,
+    load_tasks,
+    model_names,
+    task_data_path,
+    weights_fingerprint,
+)
 
 
 def test_model_names_same_basename_get_their_parent(tmp_path):
@@ -46,3 +57,19 @@ def test_a_new_output_dir_records_its_settings_and_a_rerun_must_keep_them(tmp_pa
     check_settings(budget(64), tmp_path)  # the same settings resume
     with pytest.raises(ValueError, match=r"--max-new-tokens 64 \(now 128\)"):
         check_settings(budget(128), tmp_path)
+
+
+def test_the_weights_fingerprint_follows_the_weights_not_the_path(tiny_model, retrained_model, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(tiny_model, copy)
+    assert weights_fingerprint(str(copy)) == weights_fingerprint(tiny_model)  # moved or copied: the same weights
+    assert weights_fingerprint(retrained_model) != weights_fingerprint(tiny_model)  # trained further: others
+    assert weights_fingerprint("org/model") == "org/model"  # a hub id as given
+
+
+def test_a_rerun_refuses_a_name_whose_weights_changed(tiny_model, retrained_model, tmp_path):
+    check_weights(["policy", "base"], [tiny_model, tiny_model], tmp_path)
+    check_weights(["policy", "base", "other"], [tiny_model, tiny_model, retrained_model], tmp_path)  # resumes, adds
+    assert set(json.loads((tmp_path / WEIGHTS).read_text())) == {"policy", "base", "other"}
+    with pytest.raises(ValueError, match=r"records of 'policy' made from other weights"):
+        check_weights(["policy"], [retrained_model], tmp_path)  # e.g. a sweep member deleted and trained again
