@@ -67,6 +67,21 @@ def test_the_weights_fingerprint_follows_the_weights_not_the_path(tiny_model, re
     assert weights_fingerprint("org/model") == "org/model"  # a hub id as given
 
 
+def test_the_fingerprint_reads_a_small_file_whole_and_a_large_one_from_start_to_end(tmp_path):
+    def changed_at(size: int, offset: int) -> bool:
+        data = bytearray(size)
+        (tmp_path / "model.safetensors").write_bytes(bytes(data))
+        before = weights_fingerprint(str(tmp_path))
+        data[offset] = 1
+        (tmp_path / "model.safetensors").write_bytes(bytes(data))
+        return weights_fingerprint(str(tmp_path)) != before
+
+    assert changed_at(1 << 20, 700_000)  # up to 1 MiB: every byte counts
+    large = 64 << 20
+    assert changed_at(large, 0) and changed_at(large, large - 1)  # the first and the last chunk
+    assert changed_at(large, (large - (1 << 16)) * 8 // 15 + 100)  # a chunk in the middle
+
+
 def test_a_rerun_refuses_a_name_whose_weights_changed(tiny_model, retrained_model, tmp_path):
     check_weights(["policy", "base"], [tiny_model, tiny_model], tmp_path)
     check_weights(["policy", "base", "other"], [tiny_model, tiny_model, retrained_model], tmp_path)  # resumes, adds
