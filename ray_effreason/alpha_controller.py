@@ -85,6 +85,12 @@ class ControllerConfig:
                                               "and accuracy instead of the training batch's (0: the batch's)")
     controller_probe_temperature: float = option(0.6, "temperature of the probe (the evaluation protocol's, "
                                                       "PAPER.md §4): the budget holds where the model is used")
+    floor_rollback: bool = option(True, "with a floor and a probe: when the probe reads more than floor_tolerance "
+                                        "under the floor, go back to the last weights whose probe held it, and cap "
+                                        "alpha at rollback_backoff x the alpha that left them (floor_guard.py)")
+    floor_tolerance: float = option(0.02, "how far under the floor one probe reading may fall before a rollback")
+    rollback_backoff: float = option(0.5, "after a rollback, alpha stays under this fraction of the alpha that "
+                                          "left the restored weights")
 
     def __post_init__(self) -> None:
         if self.target_tokens is not None and self.target_token_ratio is not None:
@@ -93,6 +99,10 @@ class ControllerConfig:
             raise ValueError("accuracy_floor and accuracy_drop: give one of them")
         check_positive(self, "target_tokens", "target_token_ratio", "reference_steps", "controller_step_size",
                        "accuracy_step_size", "controller_probe_temperature")
+        if not 0.0 <= self.floor_tolerance < 1.0:
+            raise ValueError(f"floor_tolerance must be in [0, 1), got {self.floor_tolerance}")
+        if not 0.0 <= self.rollback_backoff < 1.0:
+            raise ValueError(f"rollback_backoff must be in [0, 1), got {self.rollback_backoff}")
         if self.controller_probe_prompts < 0:
             raise ValueError(f"controller_probe_prompts must be >= 0, got {self.controller_probe_prompts}")
         if self.accuracy_floor is not None and not 0.0 <= self.accuracy_floor <= 1.0:
@@ -127,6 +137,8 @@ class ControllerState:
     integral: float | None = None  # the integral term (None: a state saved before the proportional term: alpha)
     token_violation: float | None = None  # the last step's g_T and g_A, for the derivative terms
     accuracy_slack: float | None = None
+    alpha_ceiling: float | None = None  # after a rollback: rollback_backoff x the alpha that left the restored weights
+    rollbacks: int = 0
 
 
 class AlphaController:
@@ -165,9 +177,36 @@ class AlphaController:
         violation, change, integral_gain, proportional_gain, derivative_gain = self._violation()
         integral = state.alpha if state.integral is None else state.integral
         state.integral = min(max(integral + integral_gain * violation, 0.0), config.alpha_max)  # no windup
+        ceiling = config.alpha_max if state.alpha_ceiling is None else state.alpha_ceiling
+        state.integral = min(state.integral, ceiling)
         alpha = state.integral + proportional_gain * violation + derivative_gain * change
-        state.alpha = min(max(alpha, 0.0), config.alpha_max)
+        state.alpha = min(max(alpha, 0.0), ceiling)
         return state.alpha
+
+    def floor_reading(self, accuracy: float) -> str | None:
+        """What one probe reading says of the weights it sampled: "holds" (at or over the floor), "breaks" (more
+        than floor_tolerance under it), None (in between, no floor yet, or no rollback asked for)."""
+        floor = self.state.accuracy_floor
+        if floor is None or not self.config.floor_rollback:
+            return None
+        if accuracy >= floor:
+            return "holds"
+        return "breaks" if accuracy < floor - self.config.floor_tolerance else None
+
+    def roll_back(self, saved: dict[str, Any]) -> None:
+        """The learners went back to weights whose probe held the floor: the controller goes back to its state
+        of then (`saved`, its EMAs and integral), with alpha capped at rollback_backoff x the alpha that left
+        them. Departure from A-DLP, which only lowers alpha: on the built-in task a policy that has learned to
+        box the hint does not unlearn it at alpha 0 within a run (docs/controller.md), so lowering alpha after
+        the drop is too late; the steps since are spent, and counted (`steps`)."""
+        restored = ControllerState(**saved)
+        ceiling = self.config.rollback_backoff * restored.alpha
+        if self.state.alpha_ceiling is not None:
+            ceiling = min(ceiling, self.state.alpha_ceiling)
+        restored.alpha_ceiling, restored.rollbacks, restored.steps = ceiling, self.state.rollbacks + 1, self.state.steps
+        restored.alpha = min(restored.alpha, ceiling)
+        restored.integral = min(restored.alpha if restored.integral is None else restored.integral, ceiling)
+        self.state = restored
 
     def _violation(self) -> tuple[float, float, float, float, float]:
         """(g, g - g_prev, K_i, K_p, K_d) of the constraint that drives alpha now; both g are remembered."""
@@ -186,7 +225,8 @@ class AlphaController:
         state = self.state
         values = {"controller/alpha": state.alpha, "controller/ema_tokens": state.ema_tokens,
                   "controller/ema_accuracy": state.ema_accuracy, "controller/target_tokens": state.target_tokens,
-                  "controller/accuracy_floor": state.accuracy_floor, "controller/integral": state.integral}
+                  "controller/accuracy_floor": state.accuracy_floor, "controller/integral": state.integral,
+                  "controller/alpha_ceiling": state.alpha_ceiling, "controller/rollbacks": state.rollbacks}
         if state.target_tokens is not None and state.ema_tokens is not None:
             values["controller/token_violation"] = state.ema_tokens / state.target_tokens - 1.0
         if state.accuracy_floor is not None and state.ema_accuracy is not None:

@@ -10,7 +10,8 @@
                    temperature, what the controller reads)
     3. grade       the verifier pool, each worker's completions as they stream back (grading while
                    generating; --no-grade-while-generating: after the batch); truncated samples (no EOS)
-                   are not correct
+                   are not correct; with an accuracy floor, a probe more than --floor-tolerance under it
+                   sends the learners back to the last weights that held it and drops the batch (floor_guard.py)
     4. reward      length_penalized_rewards on (B, G): mean/std over each prompt's correct samples; with a
                    token budget or an accuracy floor, alpha is the controller's (alpha_controller.py);
                    --reward NAME picks another length reward (rewards.REWARDS, length_rewards.py)
@@ -59,6 +60,8 @@ from ray_effreason.batching import Sample
 from ray_effreason.config import TrainConfig
 from ray_effreason.config_tree import from_dict, to_dict
 from ray_effreason.evaluation import sample_metrics
+from ray_effreason.floor_guard import FloorGuard
+from ray_effreason.probe import held_out_probe, probe_metrics, probe_requests
 from ray_effreason.rewards import prompt_budgets, shaped_rewards
 from ray_effreason.run_checkpoints import check_checkpoint, latest_checkpoint, save_checkpoint
 from ray_effreason.run_log import RunLog
@@ -211,6 +214,7 @@ def _train_once(config: TrainConfig, cleanup: contextlib.ExitStack) -> Path:
     optimizer_steps = B * G // config.learner.train_batch_size
     controller = (AlphaController(config.controller, controller_state)
                   if config.controller.enabled else None)
+    guard = FloorGuard(actors, output_dir, config, tokenizer_path, controller) if FloorGuard.wanted(config) else None
     specs: list[Any] = []  # the weight-sync tensors, once the group exists
 
     def rejoin() -> None:  # after a generator restart: a new sync group, then the current weights again
@@ -244,7 +248,7 @@ def _train_once(config: TrainConfig, cleanup: contextlib.ExitStack) -> Path:
              + f", steps {start_step}->{config.num_steps}"
              + (f", resumed from {resumed_from}" if resumed_from else ""))
 
-    checkpoint = resumed_from
+    checkpoint, pipeline_start = resumed_from, start_step
     for step in range(start_step, config.num_steps):
         clock = PhaseClock()
         lap, timings = clock.lap, clock.timings
@@ -252,7 +256,7 @@ def _train_once(config: TrainConfig, cleanup: contextlib.ExitStack) -> Path:
         # ------------------------------------------------------------------ 1. prompts, 2. generate
         batch, budgets, generation = upcoming if upcoming is not None else launch(step)
         # weight updates between the sampling policy and this update: one step off, every step but the first
-        staleness = int(config.async_steps > 0 and step > start_step)
+        staleness = int(config.async_steps > 0 and step > pipeline_start)
         # 3 starts here: each worker streams its completions back as they finish and, with
         # --grade-while-generating (the default), each piece goes to the verifiers at once (GradingStream)
         grading = GradingStream(actors.verifiers)
@@ -269,8 +273,7 @@ def _train_once(config: TrainConfig, cleanup: contextlib.ExitStack) -> Path:
         # The controller's probe: each held-out prompt once at the evaluation temperature, with this step's weights
         # (its own seeds; before the next step's requests, so one batch is in flight at a time).
         probe = actors.generators.generate(
-            [SampleRequest(index, index, 0, example.prompt, sample_seed(config.seed, "probe", step, index, 0))
-             for index, example in enumerate(probe_examples)], probe_sampling, rejoin=rejoin,
+            probe_requests(probe_examples, config.seed, step), probe_sampling, rejoin=rejoin,
             on_chunk=grade("probe", probe_examples) if streamed else None) if probe_examples else []
         if probe:
             lap("probe")
@@ -282,7 +285,12 @@ def _train_once(config: TrainConfig, cleanup: contextlib.ExitStack) -> Path:
         graded = grading.result()  # time/grade: only what is left once the batch is in
         grades = [graded["batch", c.request_id] for c in completions]
         probe_grades = [graded["probe", c.request_id] for c in probe]
+        probe_read = probe_metrics(probe, probe_grades, probe_examples) if probe else {}
         lap("grade")
+        # The floor's guard (floor_guard.py): the probe read the weights this step updates; more than
+        # --floor-tolerance under the floor, the learners go back to the last weights that held it, and this
+        # batch (sampled by the weights that broke it) is dropped
+        restored = guard.check(step, probe_read["probe/accuracy"]) if guard and probe else None
         # ------------------------------------------------------------------ 4. reward, 5. advantages
         correct = np.array([grade.correct for grade in grades]).reshape(B, G)  # (B, G)
         num_tokens = np.array([c.num_tokens for c in completions]).reshape(B, G)  # (B, G)
@@ -294,21 +302,24 @@ def _train_once(config: TrainConfig, cleanup: contextlib.ExitStack) -> Path:
         samples = [Sample(prompt_token_ids=c.prompt_token_ids, token_ids=c.token_ids,
                           advantage=float(advantages.flat[c.request_id]), logprobs=c.logprobs) for c in completions]
         order = np.random.default_rng([config.seed, step, 1]).permutation(len(samples))  # minibatch shuffle
-        learner_metrics = actors.learners.train([samples[index] for index in order], optimizer_steps)
+        learner_metrics = ({"controller/restored_step": float(restored)} if restored is not None
+                           else actors.learners.train([samples[index] for index in order], optimizer_steps))
         lap("update")
         # ------------------------------------------------------------------ 7. sync
         if upcoming is not None:  # the workers finish the next step's samples with the old weights first
             upcoming[2].result()
             lap("generate_next")
+            if restored is not None:  # sampled by the weights that broke the floor: the pipeline starts again
+                upcoming, pipeline_start = None, step + 1
         sync_weights(actors, specs)
         lap("sync")
         # ------------------------------------------------------------------ 8. log
         metrics = step_metrics(step + 1, alpha, correct, num_tokens, rewards, grades, batch)
-        if probe:
-            metrics.update(probe_metrics(probe, probe_grades, probe_examples))
+        metrics.update(probe_read)
         if controller:  # the next step's alpha, from this step's batch or its probe (alpha_controller.py)
             source = "probe/" if probe else ""
-            controller.update(metrics[f"{source}mean_tokens"], metrics[f"{source}accuracy"])
+            if restored is None:  # after a rollback, the restored state's alpha (capped) is the next step's
+                controller.update(metrics[f"{source}mean_tokens"], metrics[f"{source}accuracy"])
             metrics.update(controller.metrics())
         metrics.update(learner_metrics)
         metrics.update(timings)
@@ -329,6 +340,17 @@ def _train_once(config: TrainConfig, cleanup: contextlib.ExitStack) -> Path:
             log.info(f"checkpoint {checkpoint}")
     if checkpoint is None:
         raise RuntimeError("no steps were run and no checkpoint exists")
+    if guard and probe_examples:  # the final weights, which no step's probe has read
+        grading = GradingStream(actors.verifiers)
+        final_probe = actors.generators.generate(probe_requests(probe_examples, config.seed, config.num_steps),
+                                                 probe_sampling, rejoin=rejoin,
+                                                 on_chunk=grading.completions_adder("probe", probe_examples))
+        graded = grading.result()
+        accuracy = probe_metrics(final_probe, [graded["probe", c.request_id] for c in final_probe],
+                                 probe_examples)["probe/accuracy"]
+        checkpoint = guard.final(checkpoint, accuracy)
+        log.info(f"final probe: accuracy {accuracy:.3f}, floor {controller.state.accuracy_floor}: final model "
+                 f"{checkpoint}")
     (output_dir / "final_checkpoint").write_text(str(checkpoint.resolve()))
     faults = (f" ({actors.generators.reissued_requests} requests re-issued, {actors.verifiers.regraded_items} "
               f"answers re-graded after actor faults)")
@@ -368,26 +390,3 @@ def step_metrics(step: int, alpha: float, correct: np.ndarray, num_tokens: np.nd
         if name in shared:  # tokens_over_min_tokens: only for tasks with min_tokens
             metrics[name] = float("nan") if shared[name] is None else float(shared[name])
     return metrics
-
-
-def held_out_probe(examples: list[Any], config: TrainConfig) -> tuple[list[Any], list[Any]]:
-    """(the training prompts, the controller's probe prompts): the last --controller-probe-prompts training
-    rows are held out of training when a controller reads a probe (alpha_controller.py)."""
-    count = config.controller.controller_probe_prompts if config.controller.enabled else 0
-    if not count:
-        return examples, []
-    if len(examples) - count < config.rollout.prompts_per_step:
-        raise ValueError(f"--controller-probe-prompts {count} leaves {len(examples) - count} of {len(examples)} "
-                         f"training prompts, fewer than --prompts-per-step {config.rollout.prompts_per_step}")
-    return examples[:-count], examples[-count:]
-
-
-def probe_metrics(probe: list[Any], grades: list[Any], examples: list[Any]) -> dict[str, float]:
-    """`probe/accuracy` and `probe/mean_tokens` of the probe's samples (evaluation.sample_metrics, training's
-    verdict: a truncated sample is not correct)."""
-    shared = sample_metrics([
-        {"problem_id": examples[c.prompt_index].id, "sample_index": 0, "num_tokens": c.num_tokens,
-         "finish_reason": "length" if grade.truncated else "stop", "extracted_answer": None, "correct": grade.correct,
-         "level": examples[c.prompt_index].level, "min_tokens": examples[c.prompt_index].min_tokens}
-        for c, grade in zip(probe, grades)])
-    return {f"probe/{name}": float(shared[name]) for name in ("accuracy", "mean_tokens")}

@@ -17,10 +17,10 @@ from ray_effreason.config import TrainConfig
 from ray_effreason.config_tree import to_dict
 
 
-def latest_checkpoint(output_dir: Path) -> Path | None:
-    """The newest complete checkpoint (driver_state.json is written last)."""
+def latest_checkpoint(output_dir: Path, folder: str = "checkpoints") -> Path | None:
+    """The newest complete checkpoint in OUTPUT/folder (driver_state.json is written last)."""
     # step-N only: a save killed after writing step-N.tmp/driver_state.json but before the rename must not count
-    complete = [path for path in (output_dir / "checkpoints").glob("step-*")
+    complete = [path for path in (output_dir / folder).glob("step-*")
                 if path.name[len("step-"):].isdigit() and (path / "driver_state.json").exists()]
     return max(complete, key=lambda path: int(path.name[len("step-"):]), default=None)
 
@@ -41,9 +41,11 @@ def check_checkpoint(path: Path) -> None:
 
 
 def save_checkpoint(actors: Any, output_dir: Path, step: int, config: TrainConfig, tokenizer_path: str,
-                    controller_state: dict[str, Any] | None = None) -> Path:
-    """Write into step-N.tmp, then rename: a run killed mid-save leaves the previous checkpoint intact."""
-    final = output_dir / "checkpoints" / f"step-{step}"
+                    controller_state: dict[str, Any] | None = None, folder: str = "checkpoints",
+                    keep: int | None = None) -> Path:
+    """Write OUTPUT/folder/step-N.tmp, then rename: a run killed mid-save leaves the previous checkpoint intact.
+    The newest `keep` (default --keep-checkpoints) are kept."""
+    final = output_dir / folder / f"step-{step}"
     staging = final.with_name(final.name + ".tmp")
     shutil.rmtree(staging, ignore_errors=True)
     actors.learners.save_checkpoint(str(staging.resolve()), tokenizer_path)
@@ -53,6 +55,6 @@ def save_checkpoint(actors: Any, output_dir: Path, step: int, config: TrainConfi
     os.replace(staging, final)
     kept = sorted((path for path in final.parent.glob("step-*") if not path.name.endswith(".tmp")),
                   key=lambda path: int(path.name.split("-")[1]))
-    for old in kept[: -config.keep_checkpoints]:
+    for old in kept[: -(keep or config.keep_checkpoints)]:
         shutil.rmtree(old, ignore_errors=True)
     return final

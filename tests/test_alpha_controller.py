@@ -124,3 +124,49 @@ def test_a_state_saved_before_the_integral_term_resumes_from_its_alpha():
            "accuracy_floor": None, "reference_accuracy_sum": 0.0}
     assert AlphaController(config, state=old).update(80.0, 0.9) == pytest.approx(
         0.3 + config.controller_step_size * (80 / 60 - 1))
+
+
+def run_cliff(config: ControllerConfig, steps: int) -> tuple[AlphaController, list[float]]:
+    """A policy with a cliff and no way back, like the built-in task's hint (docs/controller.md): its accuracy is
+    0.98 until it has been updated two steps running at alpha > 0.5, then 0.8 for good. The loop is the driver's
+    (floor_guard.py): a reading that holds the floor snapshots the weights and the controller, one that breaks it
+    restores them and the step's update is dropped. The probe's reading of each step."""
+    controller, weights, snapshot, readings = AlphaController(config), {"streak": 0, "collapsed": False}, None, []
+    for _ in range(steps):
+        accuracy = 0.8 if weights["collapsed"] else 0.98
+        readings.append(accuracy)
+        reading = controller.floor_reading(accuracy)
+        if reading == "holds":
+            snapshot = (dict(weights), controller.state_dict())
+        elif reading == "breaks" and snapshot is not None:
+            weights = dict(snapshot[0])
+            controller.roll_back(snapshot[1])
+            continue
+        alpha = controller.alpha  # this step's update
+        weights["streak"] = weights["streak"] + 1 if alpha > 0.5 else 0
+        weights["collapsed"] = weights["collapsed"] or weights["streak"] >= 2
+        controller.update(tokens_at(alpha), accuracy)
+    return controller, readings
+
+
+def test_a_rollback_holds_a_floor_that_lowering_alpha_cannot():
+    plain, readings = run_cliff(ControllerConfig(accuracy_floor=0.93, floor_rollback=False), steps=40)
+    assert readings[-10:] == [0.8] * 10 and plain.alpha == 0.0  # alpha fell to 0, and accuracy stayed down
+    guarded, readings = run_cliff(ControllerConfig(accuracy_floor=0.93), steps=40)
+    assert guarded.state.rollbacks >= 1 and 0.8 in readings  # it went over the cliff once, and came back
+    assert readings[-10:] == [0.98] * 10
+    assert guarded.state.alpha_ceiling <= 0.5 and 0 < guarded.alpha <= guarded.state.alpha_ceiling
+    # the ceiling, the rollbacks and the steps come through a checkpoint (state_dict) exactly
+    copy = AlphaController(guarded.config, state=guarded.state_dict())
+    assert copy.update(50.0, 0.98) == guarded.update(50.0, 0.98) and copy.metrics() == guarded.metrics()
+    assert guarded.metrics()["controller/rollbacks"] == guarded.state.rollbacks
+
+
+def test_a_floor_reading_between_the_floor_and_its_tolerance_keeps_the_weights():
+    controller = AlphaController(ControllerConfig(accuracy_floor=0.9, floor_tolerance=0.02))
+    assert [controller.floor_reading(value) for value in (0.95, 0.9, 0.89, 0.879)] == ["holds", "holds", None,
+                                                                                       "breaks"]
+    waiting = AlphaController(ControllerConfig(accuracy_drop=0.02))  # no floor until the reference is measured
+    assert waiting.floor_reading(0.0) is None
+    with pytest.raises(ValueError, match="floor_tolerance"):
+        ControllerConfig(accuracy_floor=0.9, floor_tolerance=1.5)
