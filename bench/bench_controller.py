@@ -31,6 +31,11 @@ def last_steps(run_dir: Path, count: int = 5) -> list[dict]:
     return lines[-count:]
 
 
+def final_name(path: str) -> str:
+    """checkpoints/step-20 (the last weights) or floor/step-12 (the floor's snapshot, floor_guard.py)."""
+    return "/".join(Path(path).parts[-2:])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--family", type=Path, default=REPO / "runs" / "sweep" / "summary.json",
@@ -38,6 +43,8 @@ def main() -> None:
     parser.add_argument("--output", type=Path, default=REPO / "runs" / "controller")
     parser.add_argument("--target-token-ratio", type=float, default=0.6)
     parser.add_argument("--accuracy-floor", type=float, default=0.93)
+    parser.add_argument("--floor-probe-prompts", type=int, default=256, help="the floor runs' probe")
+    parser.add_argument("--seed", type=int, default=None, help="the runs' seed (default: the tiny preset's)")
     parser.add_argument("--docs", type=Path, default=REPO / "docs")
     parser.add_argument("--lr", type=float, default=None, help="the runs' lr (default: the tiny preset's)")
     parser.add_argument("--pid-only", action="store_true", help="only the two runs of the default (PID) controller")
@@ -58,7 +65,10 @@ def main() -> None:
     base = str(build_tiny_reasoner(REPO / "runs" / "tiny_reasoner"))
     ray.init(address="local")  # its own instance, never the token-guarded head `make sweep` leaves running
     target, floor = f"target-{args.target_token_ratio:g}", f"floor-{args.accuracy_floor:g}"
-    token_knob, floor_knob = {"target_token_ratio": args.target_token_ratio}, {"accuracy_floor": args.accuracy_floor}
+    # The floor run reads a probe of 256 prompts: its rollback (floor_guard.py) acts on one reading 2 points under
+    # the floor, and at 93% accuracy a 64-prompt probe's standard error is 3.2 points (256: 1.6).
+    token_knob = {"target_token_ratio": args.target_token_ratio}
+    floor_knob = {"accuracy_floor": args.accuracy_floor, "controller_probe_prompts": args.floor_probe_prompts}
     runs = {target: token_knob, floor: floor_knob, f"{target}-dual": {**token_knob, **DUAL_ASCENT},
             f"{floor}-dual": {**floor_knob, **DUAL_ASCENT},
             f"{target}-dual-batch": {**token_knob, **DUAL_ASCENT, "controller_probe_prompts": 0}}
@@ -68,7 +78,8 @@ def main() -> None:
     for name, knobs in runs.items():
         run_dir = args.output / name
         lr = {} if args.lr is None else {"lr": args.lr}
-        config = from_flat(TrainConfig, {**TRAIN_PRESETS["tiny"], **lr, **knobs, "model": base,
+        seed = {} if args.seed is None else {"seed": args.seed}
+        config = from_flat(TrainConfig, {**TRAIN_PRESETS["tiny"], **lr, **seed, **knobs, "model": base,
                                          "output_dir": str(run_dir), "run_name": name,
                                          "resume": (run_dir / "checkpoints").exists()})
         if (run_dir / "final_checkpoint").exists():  # trained by an earlier invocation: kept
@@ -103,12 +114,12 @@ def main() -> None:
              "test tokens.", "",
              "| run | controller | reads | final alpha | last 5 steps: tokens read / target "
              "| last 5 steps: accuracy read | test accuracy | test mean tokens | test tokens vs base "
-             "| test tokens vs target |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "| test tokens vs target | rollbacks | final model |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for entry in entries:
         if entry["name"] == "base":
             lines.append(f"| base | - | - | - | - | - | {100 * entry['accuracy']:.1f}% | {entry['mean_tokens']:.1f} "
-                         "| 100% | - |")
+                         "| 100% | - | - | - |")
             continue
         steps = last_steps(args.output / entry["name"])
         source = "probe/" if "probe/mean_tokens" in steps[-1] else ""
@@ -123,7 +134,8 @@ def main() -> None:
         kind = "dual" if "-dual" in entry["name"] else "pid"
         lines.append(f"| {entry['name']} | {kind} | {source.rstrip('/') or 'batch'} | {entry['alpha']:.3f} | {read} | "
                      f"{100 * accuracy:.1f}% | {100 * entry['accuracy']:.1f}% | {entry['mean_tokens']:.1f} | "
-                     f"{100 * ratio:.0f}% | {versus} |")
+                     f"{100 * ratio:.0f}% | {versus} | {steps[-1].get('controller/rollbacks', 0):.0f} | "
+                     f"{final_name(finals[entry['name']])} |")
     lines += ["", "![the controller's runs beside the fixed-alpha family](controller.png)", "",
               f"Training seconds (runs trained by this invocation; the others were kept from an earlier one): "
               f"{json.dumps({name: round(value) for name, value in seconds.items()})}."]

@@ -33,6 +33,12 @@ alpha up after the target is met, mostly adds overshoot: with K_i 0.02 (and K_p 
 0.3 from one step to the next on noise alone. The price of the small K_i: a seed whose policy shortens slowly is
 pushed no harder (seeds 0 and 1 ended 22% and 26% over the target in 20 steps).
 
+The accuracy floor's integral gain (1.5, was 0.5) is large because a floor must be reached to be held: on the
+built-in task the policy keeps its accuracy while alpha climbs and only then trades it, so with 0.5 alpha was
+0.66 after 20 steps and the test split 5.3 points over a 0.93 floor; with 1.5 alpha reached its cap at step 13
+and the test split ended 0.3 points over it (docs/controller.md). Overshooting the floor is what the rollback
+is for (floor_guard.py): on this task a policy that falls through it does not come back at alpha 0.
+
 `target_token_ratio` R resolves the target to R times the mean tokens of the first rollout step (the
 base model's, before any update); `accuracy_drop` D resolves the floor to the mean accuracy of the first
 `reference_steps` steps minus D, alpha held at its initial value until then.
@@ -71,7 +77,7 @@ class ControllerConfig:
     reference_steps: int = option(3, "rollout steps that measure the reference accuracy of --accuracy-drop")
     controller_step_size: float = option(0.005, "dual step size (integral gain) on the relative token violation "
                                                "(mean/target - 1)")
-    accuracy_step_size: float = option(0.5, "dual step size (integral gain) on the accuracy slack (accuracy - floor)")
+    accuracy_step_size: float = option(1.5, "dual step size (integral gain) on the accuracy slack (accuracy - floor)")
     controller_ema: float = option(0.5, "EMA weight of the previous value for the batch statistics (0: none)")
     controller_kp: float = option(0.4, "proportional gain on the relative token violation (0: plain dual ascent)")
     accuracy_kp: float = option(5.0, "proportional gain on the accuracy slack (0: plain dual ascent)")
@@ -91,6 +97,8 @@ class ControllerConfig:
     floor_tolerance: float = option(0.02, "how far under the floor one probe reading may fall before a rollback")
     rollback_backoff: float = option(0.5, "after a rollback, alpha stays under this fraction of the alpha that "
                                           "left the restored weights")
+    rollback_recovery: float = option(0.05, "after a rollback, that ceiling rises by this much each step the probe "
+                                            "holds the floor, back to alpha_max")
 
     def __post_init__(self) -> None:
         if self.target_tokens is not None and self.target_token_ratio is not None:
@@ -101,6 +109,8 @@ class ControllerConfig:
                        "accuracy_step_size", "controller_probe_temperature")
         if not 0.0 <= self.floor_tolerance < 1.0:
             raise ValueError(f"floor_tolerance must be in [0, 1), got {self.floor_tolerance}")
+        if self.rollback_recovery < 0:
+            raise ValueError(f"rollback_recovery must be >= 0, got {self.rollback_recovery}")
         if not 0.0 <= self.rollback_backoff < 1.0:
             raise ValueError(f"rollback_backoff must be in [0, 1), got {self.rollback_backoff}")
         if self.controller_probe_prompts < 0:
@@ -174,6 +184,8 @@ class AlphaController:
             if state.steps < config.reference_steps:
                 return state.alpha  # still measuring the reference accuracy: alpha stays where it started
             state.accuracy_floor = state.reference_accuracy_sum / config.reference_steps - config.accuracy_drop
+        if state.alpha_ceiling is not None and self.floor_reading(accuracy) == "holds":  # additive increase
+            state.alpha_ceiling = min(state.alpha_ceiling + config.rollback_recovery, config.alpha_max)
         violation, change, integral_gain, proportional_gain, derivative_gain = self._violation()
         integral = state.alpha if state.integral is None else state.integral
         state.integral = min(max(integral + integral_gain * violation, 0.0), config.alpha_max)  # no windup
@@ -196,7 +208,11 @@ class AlphaController:
     def roll_back(self, saved: dict[str, Any]) -> None:
         """The learners went back to weights whose probe held the floor: the controller goes back to its state
         of then (`saved`, its EMAs and integral), with alpha capped at rollback_backoff x the alpha that left
-        them. Departure from A-DLP, which only lowers alpha: on the built-in task a policy that has learned to
+        them; each later step whose probe holds the floor raises that ceiling by rollback_recovery. The ceiling is
+        TCP's congestion window (additive increase, multiplicative decrease): a rollback on a dip that alpha did
+        not cause (the probe's noise, a transient) costs some steps, not the rest of the run (at seed 0 a fixed
+        ceiling held alpha at 0.13 from step 4 on; docs/controller.md). Departure from A-DLP, which only lowers
+        alpha: on the built-in task a policy that has learned to
         box the hint does not unlearn it at alpha 0 within a run (docs/controller.md), so lowering alpha after
         the drop is too late; the steps since are spent, and counted (`steps`)."""
         restored = ControllerState(**saved)

@@ -214,7 +214,8 @@ def _train_once(config: TrainConfig, cleanup: contextlib.ExitStack) -> Path:
     optimizer_steps = B * G // config.learner.train_batch_size
     controller = (AlphaController(config.controller, controller_state)
                   if config.controller.enabled else None)
-    guard = FloorGuard(actors, output_dir, config, tokenizer_path, controller) if FloorGuard.wanted(config) else None
+    guard = (FloorGuard(actors, output_dir, config, tokenizer_path, controller, start_step)
+             if FloorGuard.wanted(config) else None)
     specs: list[Any] = []  # the weight-sync tensors, once the group exists
 
     def rejoin() -> None:  # after a generator restart: a new sync group, then the current weights again

@@ -13,7 +13,7 @@ break the floor, the run's final model is the snapshot.
 Why (docs/controller.md): on the built-in task accuracy falls through a floor within a few steps once the
 policy starts boxing the hint, and alpha 0 does not bring the thinking back within a run; a floor can only be
 held by not keeping the step that broke it. A snapshot is a write of the policy and its optimizer state each
-step the floor holds (the tiny reasoner: ~0.5 s); a resumed run finds its snapshot in OUTPUT/floor.
+step the floor holds (counted in the step's time/update); a resumed run finds its snapshot in OUTPUT/floor.
 """
 
 from __future__ import annotations
@@ -33,10 +33,12 @@ class FloorGuard:
     """`check(step, accuracy)` before each update; `final(checkpoint, accuracy)` after the last."""
 
     def __init__(self, actors: Any, output_dir: Path, config: TrainConfig, tokenizer_path: str,
-                 controller: AlphaController):
+                 controller: AlphaController, start_step: int):
         self.actors, self.output_dir, self.config = actors, output_dir, config
         self.tokenizer_path, self.controller = tokenizer_path, controller
-        self.snapshot = latest_checkpoint(output_dir, FOLDER)  # a resumed run's
+        # a resumed run's, unless it is newer than the checkpoint resumed from (the steps after are run again)
+        snapshot = latest_checkpoint(output_dir, FOLDER)
+        self.snapshot = snapshot if snapshot and int(snapshot.name[len("step-"):]) <= start_step else None
 
     @staticmethod
     def wanted(config: TrainConfig) -> bool:
