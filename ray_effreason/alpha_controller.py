@@ -188,9 +188,8 @@ class AlphaController:
             state.alpha_ceiling = min(state.alpha_ceiling + config.rollback_recovery, config.alpha_max)
         violation, change, integral_gain, proportional_gain, derivative_gain = self._violation()
         integral = state.alpha if state.integral is None else state.integral
-        state.integral = min(max(integral + integral_gain * violation, 0.0), config.alpha_max)  # no windup
-        ceiling = config.alpha_max if state.alpha_ceiling is None else state.alpha_ceiling
-        state.integral = min(state.integral, ceiling)
+        ceiling = config.alpha_max if state.alpha_ceiling is None else state.alpha_ceiling  # <= alpha_max
+        state.integral = min(max(integral + integral_gain * violation, 0.0), ceiling)  # no windup
         alpha = state.integral + proportional_gain * violation + derivative_gain * change
         state.alpha = min(max(alpha, 0.0), ceiling)
         return state.alpha
@@ -212,9 +211,9 @@ class AlphaController:
         TCP's congestion window (additive increase, multiplicative decrease): a rollback on a dip that alpha did
         not cause (the probe's noise, a transient) costs some steps, not the rest of the run (at seed 0 a fixed
         ceiling held alpha at 0.13 from step 4 on; docs/controller.md). Departure from A-DLP, which only lowers
-        alpha: on the built-in task a policy that has learned to
-        box the hint does not unlearn it at alpha 0 within a run (docs/controller.md), so lowering alpha after
-        the drop is too late; the steps since are spent, and counted (`steps`)."""
+        alpha: on the built-in task a policy that has learned to box the hint does not unlearn it at alpha 0
+        within a run (docs/controller.md), so lowering alpha after the drop is too late; the steps since are
+        spent, and counted (`steps`)."""
         restored = ControllerState(**saved)
         ceiling = self.config.rollback_backoff * restored.alpha
         if self.state.alpha_ceiling is not None:

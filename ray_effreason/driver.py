@@ -291,7 +291,7 @@ def _train_once(config: TrainConfig, cleanup: contextlib.ExitStack) -> Path:
         # The floor's guard (floor_guard.py): the probe read the weights this step updates; more than
         # --floor-tolerance under the floor, the learners go back to the last weights that held it, and this
         # batch (sampled by the weights that broke it) is dropped
-        restored = guard.check(step, probe_read["probe/accuracy"]) if guard and probe else None
+        restored = guard.check(step, probe_read["probe/accuracy"]) if guard else None  # a guard has a probe
         # ------------------------------------------------------------------ 4. reward, 5. advantages
         correct = np.array([grade.correct for grade in grades]).reshape(B, G)  # (B, G)
         num_tokens = np.array([c.num_tokens for c in completions]).reshape(B, G)  # (B, G)
@@ -341,7 +341,7 @@ def _train_once(config: TrainConfig, cleanup: contextlib.ExitStack) -> Path:
             log.info(f"checkpoint {checkpoint}")
     if checkpoint is None:
         raise RuntimeError("no steps were run and no checkpoint exists")
-    if guard and probe_examples:  # the final weights, which no step's probe has read
+    if guard:  # the final weights, which no step's probe has read
         grading = GradingStream(actors.verifiers)
         final_probe = actors.generators.generate(probe_requests(probe_examples, config.seed, config.num_steps),
                                                  probe_sampling, rejoin=rejoin,

@@ -24,7 +24,7 @@ from typing import Any
 
 from ray_effreason.alpha_controller import AlphaController
 from ray_effreason.config import TrainConfig
-from ray_effreason.run_checkpoints import latest_checkpoint, save_checkpoint
+from ray_effreason.run_checkpoints import checkpoint_step, latest_checkpoint, save_checkpoint
 
 FOLDER = "floor"
 
@@ -38,7 +38,7 @@ class FloorGuard:
         self.tokenizer_path, self.controller = tokenizer_path, controller
         # a resumed run's, unless it is newer than the checkpoint resumed from (the steps after are run again)
         snapshot = latest_checkpoint(output_dir, FOLDER)
-        self.snapshot = snapshot if snapshot and int(snapshot.name[len("step-"):]) <= start_step else None
+        self.snapshot = snapshot if snapshot and checkpoint_step(snapshot) <= start_step else None
 
     @staticmethod
     def wanted(config: TrainConfig) -> bool:

@@ -17,12 +17,17 @@ from ray_effreason.config import TrainConfig
 from ray_effreason.config_tree import to_dict
 
 
+def checkpoint_step(path: Path) -> int:
+    """N of a checkpoint directory step-N."""
+    return int(path.name[len("step-"):])
+
+
 def latest_checkpoint(output_dir: Path, folder: str = "checkpoints") -> Path | None:
     """The newest complete checkpoint in OUTPUT/folder (driver_state.json is written last)."""
     # step-N only: a save killed after writing step-N.tmp/driver_state.json but before the rename must not count
     complete = [path for path in (output_dir / folder).glob("step-*")
                 if path.name[len("step-"):].isdigit() and (path / "driver_state.json").exists()]
-    return max(complete, key=lambda path: int(path.name[len("step-"):]), default=None)
+    return max(complete, key=checkpoint_step, default=None)
 
 
 # What a checkpoint directory must hold to resume from (save_checkpoint writes them; driver_state.json last).
@@ -54,7 +59,7 @@ def save_checkpoint(actors: Any, output_dir: Path, step: int, config: TrainConfi
     shutil.rmtree(final, ignore_errors=True)
     os.replace(staging, final)
     kept = sorted((path for path in final.parent.glob("step-*") if not path.name.endswith(".tmp")),
-                  key=lambda path: int(path.name.split("-")[1]))
+                  key=checkpoint_step)
     for old in kept[: -(keep or config.keep_checkpoints)]:
         shutil.rmtree(old, ignore_errors=True)
     return final
