@@ -238,6 +238,10 @@ def parse_arguments(argv: list[str] | None = None) -> tuple[TrainConfig, argpars
     bench.add_argument("--repeats", type=int, default=3, help="runs per system, alternating ours/TRL")
     bench.add_argument("--systems", default="ours,trl", help="comma-separated: ours, trl")
     bench.add_argument("--threads", type=int, default=2, help="torch threads of every computing process (the cores)")
+    bench.add_argument("--ours-threads", type=int, default=None,
+                       help="ours only: torch threads of each generator and learner (default --threads). With "
+                            "--async-steps 1 the two run at once, so 1 gives each its own core of a 2-core node")
+    bench.add_argument("--trl-threads", type=int, default=None, help="TRL only: torch threads (default --threads)")
     bench.add_argument("--model-dir", type=Path, default=Path("runs/bench/tiny_reasoner"),
                        help="tiny reasoner build (cached; built on first use)")
     bench.add_argument("--omp-wait-policy", choices=["PASSIVE", "ACTIVE", "inherit"], default="PASSIVE",
@@ -267,6 +271,7 @@ def main() -> None:
     # node they would then get a fraction of the CPU that TRL's nice-0 process gets. Read when Ray starts.
     os.environ["RAY_worker_niceness"] = str(args.ray_worker_niceness)
     systems = args.systems.split(",")
+    threads_of = {"ours": args.ours_threads or args.threads, "trl": args.trl_threads or args.threads}
     model = model_dir(args.model_dir, args.untrained)
     # ours: the driver's first step record only starts the clock; TRL: run_trl drops its first step.
     total_steps = args.warmup + args.measured_steps
@@ -277,11 +282,12 @@ def main() -> None:
         for system in systems:
             began = time.perf_counter()
             output_dir = args.output / f"{system}-{repeat}"
-            config = run_config(base, model, total_steps, args.threads, output_dir)
+            threads = threads_of[system]
+            config = run_config(base, model, total_steps, threads, output_dir)
             if system == "ours":
-                steps, startup = run_ours(config, args.threads, output_dir)
+                steps, startup = run_ours(config, threads, output_dir)
             else:
-                steps, startup = run_trl(config, prompt_schedule(config), args.threads, output_dir)
+                steps, startup = run_trl(config, prompt_schedule(config), threads, output_dir)
             summary = summarize(steps, args.warmup - 1)
             summary["startup_seconds"] = startup
             summary["run_seconds"] = time.perf_counter() - began
@@ -289,7 +295,7 @@ def main() -> None:
             per_step[system].append(steps)
             print(f"[{system} #{repeat}] " + json.dumps({k: round(v, 3) for k, v in summary.items()}), flush=True)
     environment = {"OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY"),
-                   "RAY_worker_niceness": args.ray_worker_niceness}
+                   "RAY_worker_niceness": args.ray_worker_niceness, "torch_threads": threads_of}
     settings = flat_fields(base)
     print(f"\nsettings: {json.dumps(settings)}\nmodel: {json.dumps(model_info(model))}\n"
           f"environment: {json.dumps(environment)}\nversions: {json.dumps(versions())}\n"

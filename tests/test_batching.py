@@ -9,6 +9,7 @@ from ray_effreason.batching import (
     MicroBatch,
     Sample,
     micro_batches,
+    step_micro_batches,
     step_token_counts,
     token_mean_scales,
     whitened_advantages,
@@ -92,6 +93,32 @@ def test_pad_id_never_leaks_into_the_mask_even_when_it_is_a_completion_token():
     batch, = micro_batches([sample, other], size=2, pad_id=PAD)
     assert batch.mask.sum(dim=1).tolist() == [2.0, 3.0]
     assert batch.attention[0].tolist() == [1, 1, 1, 1, 0, 0, 0]
+
+
+@pytest.mark.parametrize("aggregation", ["token-mean", "seq-mean-token-mean"])
+def test_length_sorted_steps_keep_each_steps_samples_and_loss_and_pad_less(aggregation):
+    samples = make_samples(48, seed=5)  # three optimizer steps of 16, micro-batches of 4
+    in_order = [micro_batches(samples[start:start + 16], 4, PAD) for start in range(0, 48, 16)]
+    by_length = step_micro_batches(samples, per_step=16, size=4, pad_id=PAD)
+    assert len(by_length) == 3 and all(len(step) == 4 for step in by_length)
+    for step, (unsorted, batches) in enumerate(zip(in_order, by_length)):
+        ids = lambda group: sorted(row.tolist() for batch in group for row in batch.input_ids[:, :2])  # noqa: E731
+        assert ids(batches) == ids(unsorted), f"step {step} lost or gained a sample"
+        lengths = [int(length) for batch in batches for length in batch.attention.sum(1)]
+        assert lengths == sorted(lengths, reverse=True)
+
+        def loss(group: list[MicroBatch]) -> torch.Tensor:  # one optimizer step, DeepSpeed's 1/accumulation
+            scales = (token_mean_scales(group, len(group), 1, step_token_counts(group, len(group)))
+                      if aggregation == "token-mean" else [1.0] * len(group))
+            zeros = [torch.zeros(batch.mask.shape) for batch in group]
+            return sum(policy_loss(zero, zero, per_token_advantages(batch), batch.mask, aggregation=aggregation)[0]
+                       * scale for batch, zero, scale in zip(group, zeros, scales)) / len(group)
+
+        torch.testing.assert_close(loss(batches), loss(unsorted))
+    positions = lambda steps: sum(batch.input_ids.numel() for step in steps for batch in step)  # noqa: E731
+    assert positions(by_length) < 0.85 * positions(in_order)
+    with pytest.raises(ValueError, match="48 samples are not whole optimizer steps of 20"):
+        step_micro_batches(samples, per_step=20, size=4, pad_id=PAD)
 
 
 def test_micro_batch_to_moves_tensors_and_keeps_unset_fields_none():

@@ -92,8 +92,16 @@ class SeededGumbelSampler:
         return noisy
 
     def rows_logprobs(self) -> list[list[float]]:
-        """Per row, the log-probs of its sampled tokens, one per generation step (cut at EOS by the caller)."""
-        return torch.stack(self.step_logprobs, dim=1).tolist()  # (B, steps)
+        """Per row, the log-probs of its sampled tokens, one per generation step since the last call (cut at EOS
+        by the caller)."""
+        assert self.step_logprobs is not None
+        rows = torch.stack(self.step_logprobs, dim=1).tolist()  # (B, steps)
+        self.step_logprobs = []
+        return rows
+
+    def keep_rows(self, positions: list[int]) -> None:
+        """Drop the other rows (finished samples): the batch continues with these, in this order."""
+        self.generators = [self.generators[position] for position in positions]
 
 
 def tokenize_prompts(tokenizer: Any, prompts: list[str], max_prompt_tokens: int,
@@ -112,6 +120,11 @@ def tokenize_prompts(tokenizer: Any, prompts: list[str], max_prompt_tokens: int,
                              f"{prompt[:80]!r}...")
         out.append(ids)
     return out
+
+
+# Decode steps per model.generate call of TransformersBackend._decode, between drops of finished samples. Measured on
+# the tiny reasoner (64 samples, up to 256 tokens, 1 thread): 16 and 32 both 1.5x faster than one call, 64 1.3x.
+PRUNE_EVERY = 32
 
 
 class TransformersBackend:
@@ -133,29 +146,64 @@ class TransformersBackend:
 
     def generate_stream(self, prompt_ids: list[list[int]], seeds: list[int], sampling: SamplingConfig,
                         batch_size: int) -> Iterator[list[tuple[int, Sampled]]]:
-        """Each `model.generate` call of `batch_size` prompts, yielded as soon as it is done."""
+        """Batches of `batch_size` prompts, each decoded by `_decode`: finished samples yielded as they finish."""
+        for start in range(0, len(prompt_ids), batch_size):
+            yield from self._decode(prompt_ids[start:start + batch_size], seeds[start:start + batch_size], sampling,
+                                    first_index=start)
+
+    def _decode(self, prompt_ids: list[list[int]], seeds: list[int], sampling: SamplingConfig,
+                first_index: int) -> Iterator[list[tuple[int, Sampled]]]:
+        """One batch, decoded `PRUNE_EVERY` tokens per `model.generate` call; between calls the samples that ended
+        are yielded and dropped from the batch: their rows leave the inputs, the KV cache
+        (`Cache.batch_select_indices`) and the sampler. `model.generate` alone keeps a finished row in the batch until
+        the longest sample ends (RL batches mix 10- and 200-token samples); vLLM drops it at once. Each call continues
+        from the cache, so a sample's tokens are the single call's: its Gumbel noise comes from its own generator
+        (measured on the tiny reasoner: 64 of 64 samples token for token, and 1.5x faster at 64 x 256 tokens)."""
         from transformers import GenerationConfig, LogitsProcessorList
 
-        eos = self.tokenizer.eos_token_id
-        config = GenerationConfig(do_sample=False, max_new_tokens=sampling.max_new_tokens, eos_token_id=eos,
-                                  pad_token_id=self.pad_id)
-        for start in range(0, len(prompt_ids), batch_size):
-            chunk, chunk_seeds = prompt_ids[start:start + batch_size], seeds[start:start + batch_size]
-            width = max(len(ids) for ids in chunk)
-            input_ids = torch.tensor([[self.pad_id] * (width - len(ids)) + ids for ids in chunk], device=self.device)
-            attention = torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for ids in chunk], device=self.device)
-            sampler = SeededGumbelSampler(chunk_seeds, sampling.temperature, sampling.top_p, self.device,
-                                          sampling.logprobs)
+        eos, cap = self.tokenizer.eos_token_id, sampling.max_new_tokens
+        width = max(len(ids) for ids in prompt_ids)
+        input_ids = torch.tensor([[self.pad_id] * (width - len(ids)) + ids for ids in prompt_ids],
+                                 device=self.device)  # (b, T): left-padded, then growing
+        attention = torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for ids in prompt_ids],
+                                 device=self.device)  # (b, T)
+        sampler = SeededGumbelSampler(seeds, sampling.temperature, sampling.top_p, self.device, sampling.logprobs)
+        rows = list(range(len(prompt_ids)))  # the batch's live rows, as indices into prompt_ids
+        tokens: list[list[int]] = [[] for _ in prompt_ids]
+        logprobs: list[list[float]] = [[] for _ in prompt_ids]
+        cache, decoded = None, 0
+        while rows:
+            config = GenerationConfig(do_sample=False, max_new_tokens=min(PRUNE_EVERY, cap - decoded),
+                                      eos_token_id=eos, pad_token_id=self.pad_id, return_dict_in_generate=True)
             with torch.no_grad():
-                output = self.model.generate(input_ids=input_ids, attention_mask=attention, generation_config=config,
-                                             logits_processor=LogitsProcessorList([sampler]))
-            rows_logprobs = sampler.rows_logprobs() if sampling.logprobs else None
-            piece = []
-            for index, row in enumerate(output[:, width:].tolist()):
-                tokens, reason = (row[: row.index(eos) + 1], "stop") if eos in row else (row, "length")
-                piece.append((start + index, (tokens, reason, rows_logprobs[index][:len(tokens)] if rows_logprobs
-                                              else None)))
-            yield piece
+                output = self.model.generate(input_ids=input_ids, attention_mask=attention, past_key_values=cache,
+                                             generation_config=config, logits_processor=LogitsProcessorList([sampler]))
+            new = output.sequences[:, input_ids.shape[1]:]  # (live, <= PRUNE_EVERY)
+            decoded += new.shape[1]
+            new_logprobs = sampler.rows_logprobs() if sampling.logprobs else None
+            piece, kept = [], []
+            for position, (row, ids) in enumerate(zip(rows, new.tolist())):
+                ended = eos in ids
+                ids = ids[: ids.index(eos) + 1] if ended else ids
+                tokens[row] += ids
+                if new_logprobs is not None:
+                    logprobs[row] += new_logprobs[position][:len(ids)]
+                if ended or decoded >= cap:
+                    piece.append((first_index + row, (tokens[row], "stop" if ended else "length",
+                                                      logprobs[row] if new_logprobs is not None else None)))
+                else:
+                    kept.append(position)
+            if piece:
+                yield piece
+            if not kept:
+                return
+            keep = torch.tensor(kept, device=self.device)
+            input_ids = output.sequences[keep]
+            attention = torch.cat([attention[keep], attention.new_ones(len(kept), new.shape[1])], dim=1)
+            cache = output.past_key_values
+            cache.batch_select_indices(keep)
+            sampler.keep_rows(kept)
+            rows = [rows[position] for position in kept]
 
     def load_weights(self, named_tensors) -> None:
         params = dict(self.model.named_parameters())

@@ -49,7 +49,7 @@ from ray_effreason.actors.weight_sync import ParamSpec, WeightSyncGroup, free_po
 from ray_effreason.batching import (
     MicroBatch,
     Sample,
-    micro_batches,
+    step_micro_batches,
     step_token_counts,
     token_mean_scales,
     whitened_advantages,
@@ -233,9 +233,8 @@ class LearnerWorker(OfflineObjectives):
             steps = self._packed_steps(samples)
         else:
             accumulation = self.engine.gradient_accumulation_steps()
-            padded = [batch.to(self.device)
-                      for batch in micro_batches(samples, self.learner.micro_batch_size, self.pad_id)]
-            steps = [padded[start:start + accumulation] for start in range(0, len(padded), accumulation)]
+            steps = [[batch.to(self.device) for batch in step] for step in step_micro_batches(
+                samples, accumulation * self.learner.micro_batch_size, self.learner.micro_batch_size, self.pad_id)]
         batches = [batch for step in steps for batch in step]
         metrics = self._prepare(batches)
         if packed:
