@@ -262,11 +262,14 @@ def parse_arguments(argv: list[str] | None = None) -> tuple[TrainConfig, argpars
 
 def main() -> None:
     base, args = parse_arguments()
-    if args.omp_wait_policy != "inherit":
+    if args.omp_wait_policy != "inherit" and os.environ.get("OMP_WAIT_POLICY") != args.omp_wait_policy:
         # libgomp's default wait spins idle OpenMP threads; on a node shared with other jobs a 2-thread
         # forward/backward of the tiny model then takes seconds instead of ~50 ms (measured here: 20-100x).
-        # Must be set before torch is imported in the actors; Ray workers get it via runtime_env.
+        # libgomp reads the variable once, when it loads with torch, and the config modules imported above have
+        # loaded it: this process (where TRL runs) starts again with it set. Ray workers get it via runtime_env.
+        # (Until 2026-12-07 it was only set here, so TRL kept libgomp's default while our actors waited passively.)
         os.environ["OMP_WAIT_POLICY"] = args.omp_wait_policy
+        os.execv(sys.executable, [sys.executable, *sys.argv])
     # Ray starts its workers (our generator, learner, verifiers) at nice 15; next to other jobs on a shared
     # node they would then get a fraction of the CPU that TRL's nice-0 process gets. Read when Ray starts.
     os.environ["RAY_worker_niceness"] = str(args.ray_worker_niceness)

