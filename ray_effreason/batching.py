@@ -85,9 +85,9 @@ def step_micro_batches(samples: Sequence[Sample], per_step: int, size: int, pad_
 
     A step's gradient is the sum of its micro-batches' (equal-sized, so each loss mean weighs the same; token-mean is
     rescaled by token_mean_scales), so which samples share a micro-batch does not change it. Sorted, they share
-    lengths and pad less: on the tiny preset's rollouts (completions of 15-225 tokens, micro-batches of 8) about a
-    fifth fewer token positions than in sampling order. Longest first, so a step's peak memory shows at its first
-    micro-batch. The samples of a step stay in that step: the order of optimizer steps is the driver's.
+    lengths and pad less: bench_rl_vs_trl's update (64 rollouts of 10-190 tokens, micro-batches of 8) took 0.89 s
+    against 1.14 s in sampling order. Longest first, so a step's peak memory shows at its first micro-batch. The
+    samples of a step stay in that step: the order of optimizer steps is the driver's.
 
     >>> steps = step_micro_batches([Sample([1], [2] * n, 1.0) for n in (1, 4, 2, 3)], per_step=4, size=2, pad_id=0)
     >>> [batch.mask.sum(1).tolist() for batch in steps[0]], [batch.input_ids.shape[1] for batch in steps[0]]
