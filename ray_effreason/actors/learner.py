@@ -2,8 +2,9 @@
 
 K ranks joined by torch.distributed (NCCL on GPU, gloo on CPU) through `deepspeed.init_distributed`;
 ZeRO stage 0-3; bf16 on GPU, fp32 on CPU; gradient accumulation over micro-batches (DeepSpeed counts
-them: train_batch_size = micro_batch_size * accumulation * ranks); gradient clipping; the frozen
-reference model for the KL term.
+them: train_batch_size = micro_batch_size * accumulation * ranks; each optimizer step's samples sorted by length
+first, `batching.step_micro_batches`, so they pad less); gradient clipping; the frozen reference model for the KL
+term.
 
 One call to `train` = one rollout batch shard -> `optimizer_steps` optimizer steps (the paper: 256
 samples, two steps of 128, one PPO epoch). Old log-probs (for the PPO ratio) and reference log-probs are
