@@ -10,7 +10,7 @@ import json
 import pytest
 import torch
 
-from ray_effreason.actors.generator import TransformersBackend
+from ray_effreason.actors.transformers_backend import TransformersBackend
 from ray_effreason.config import SamplingConfig
 from ray_effreason.driver import train
 

@@ -6,8 +6,9 @@ import pytest
 import torch
 from transformers import GenerationConfig, LogitsProcessorList
 
-from ray_effreason.actors import generator
-from ray_effreason.actors.generator import SeededGumbelSampler, TransformersBackend, tokenize_prompts
+from ray_effreason.actors import transformers_backend
+from ray_effreason.actors.generator import tokenize_prompts
+from ray_effreason.actors.transformers_backend import SeededGumbelSampler, TransformersBackend
 from ray_effreason.config import SamplingConfig
 from ray_effreason.tasks.synthetic import SyntheticArithmetic
 
@@ -35,7 +36,7 @@ def one_generate_call(backend: TransformersBackend, prompt_ids, seeds, sampling)
 def test_finished_samples_leave_the_batch_with_the_tokens_one_generate_call_gives(level_one_reasoner, monkeypatch,
                                                                                  top_p):
     model, _ = level_one_reasoner  # samples of varied lengths, most ending with EOS
-    monkeypatch.setattr(generator, "PRUNE_EVERY", 8)  # several windows within 40 tokens
+    monkeypatch.setattr(transformers_backend, "PRUNE_EVERY", 8)  # several windows within 40 tokens
     backend = TransformersBackend(model, model, "cpu", seed=0)
     task = SyntheticArithmetic(split="test", num_examples=12, levels=(1,), seed=1)
     prompt_ids = tokenize_prompts(backend.tokenizer, [example.prompt for example in task.examples] * 2, 64)
