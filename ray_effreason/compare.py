@@ -323,28 +323,29 @@ def run_comparison(config: CompareConfig, dashboard_url: str) -> dict[str, Any]:
     cutoffs = {member.name: forced_answer_config(eval_config, base, member.name, int(member.labels["value"]),
                                                  output_dir / "eval-cutoff" / member.name)
                for member in of_kind("cutoff")}
-    # the cutoffs on the plain evaluation's actors (a prompted budget changes the prompts: actors of its own)
+    # one set of actors for every evaluation below: the cutoffs force answers beyond the budget (room for them up
+    # front), the prompted budgets rewrite the prompts (eval_actors.actor_settings), the L1 models load their weights
     with EvalActorCache(max(map(generation_budget, cutoffs.values()), default=0)) as actors:
         summary = evaluate(eval_config, labels=labels, actors=actors)
         rows = comparison_rows(summary, labels, task)
         for member in of_kind("cutoff"):
             rows += comparison_rows(evaluate(cutoffs[member.name], labels={member.name: member.labels}, actors=actors),
                                     {member.name: member.labels}, task)
-    for member in of_kind("prompt"):
-        # the base on the same problems with the budget stated in each prompt; generation budget unchanged: the
-        # prompt asks, nothing enforces
-        prompted = replace(eval_config, models=(base,), names=(member.name,), base_model=member.name,
-                           prompt_budget=int(member.labels["value"]), budget_wording="tale",
-                           output_dir=str(output_dir / "eval-prompt" / member.name))
-        rows += comparison_rows(evaluate(prompted, labels={member.name: member.labels}),
-                                {member.name: member.labels}, task)
-    for member in l1_members:
-        # L1's protocol: the budget the model was trained to read, in its wording (its knob: the largest budget)
-        stated = replace(eval_config, models=(finals[member.name],), names=(member.name,), base_model=member.name,
-                         prompt_budget=int(member.labels["value"]), budget_wording="l1",
-                         output_dir=str(output_dir / "eval-l1" / member.name))
-        rows += comparison_rows(evaluate(stated, labels={member.name: member.labels}),
-                                {member.name: member.labels}, task)
+        for member in of_kind("prompt"):
+            # the base on the same problems with the budget stated in each prompt; generation budget unchanged: the
+            # prompt asks, nothing enforces
+            prompted = replace(eval_config, models=(base,), names=(member.name,), base_model=member.name,
+                               prompt_budget=int(member.labels["value"]), budget_wording="tale",
+                               output_dir=str(output_dir / "eval-prompt" / member.name))
+            rows += comparison_rows(evaluate(prompted, labels={member.name: member.labels}, actors=actors),
+                                    {member.name: member.labels}, task)
+        for member in l1_members:
+            # L1's protocol: the budget the model was trained to read, in its wording (its knob: the largest budget)
+            stated = replace(eval_config, models=(finals[member.name],), names=(member.name,), base_model=member.name,
+                             prompt_budget=int(member.labels["value"]), budget_wording="l1",
+                             output_dir=str(output_dir / "eval-l1" / member.name))
+            rows += comparison_rows(evaluate(stated, labels={member.name: member.labels}, actors=actors),
+                                    {member.name: member.labels}, task)
     # ------------------------------------------------------------------ 4. report
     paths = write_comparison(rows, output_dir)
     print(paths["md"].read_text(), flush=True)

@@ -30,7 +30,8 @@ FORCED_ANSWER_ROOM = 64
 class EvalActors:
     """An evaluation's actors (generation workers + a verifier pool grading every task), the tokenizer and the
     tasks loaded with it, what they were started with (`settings`) and the generation budget they hold room
-    for (`budget`, tokens); `model_path` is the model whose weights the workers hold."""
+    for (`budget`, tokens); `model_path` is the model whose weights the workers hold, `prompts` the wording of
+    the loaded tasks' prompts."""
 
     actors: Actors
     model_path: str
@@ -38,6 +39,16 @@ class EvalActors:
     tasks: dict[str, Task]
     settings: tuple[Any, ...]
     budget: int
+    prompts: tuple[Any, ...]  # prompt_wording() of the config `tasks` were loaded for
+
+    def tasks_for(self, config: EvalConfig) -> dict[str, Task]:
+        """`config`'s tasks in these workers' tokenizer: the loaded ones, or loaded again when its prompts differ (a
+        prompted budget rewrites every prompt; the problems and their grading are the same, so the actors fit)."""
+        from ray_effreason.eval_inputs import load_tasks
+
+        if prompt_wording(config) != self.prompts:
+            self.tasks, self.prompts = load_tasks(config, self.tokenizer), prompt_wording(config)
+        return self.tasks
 
 
 def generation_budget(config: EvalConfig) -> int:
@@ -49,12 +60,18 @@ def generation_budget(config: EvalConfig) -> int:
 def actor_settings(config: EvalConfig, device: str) -> tuple[Any, ...]:
     """What an evaluation's actors are started with, but the generation budget: the workers (backend, count,
     sizes, seed, tokenizer), the verifiers (count, time limit, answer extraction) and the tasks they grade
-    (which problems, their prompts). Sampling settings travel with each call and are not part of it."""
+    (which problems). Sampling settings and prompts travel with each call and are not part of it: a prompted
+    budget's evaluation (the comparison's prompt_budget and L1 rows) runs on the plain evaluation's actors."""
     rollout, reward = config.rollout, config.reward
     return (device, config.model.tokenizer, config.seed, rollout.num_generators, rollout.generator_backend,
             rollout.tensor_parallel_size, rollout.gpu_memory_utilization, rollout.max_prompt_tokens,
             rollout.generation_batch_size, reward.num_verifiers, reward.grade_timeout_s, reward.answer_extraction,
-            config.tasks, config.task_path, config.data_dir, config.prompt_budget, config.budget_wording)
+            config.tasks, config.task_path, config.data_dir)
+
+
+def prompt_wording(config: EvalConfig) -> tuple[Any, ...]:
+    """What rewrites an evaluation's prompts (eval_inputs.load_tasks): a stated budget and its wording."""
+    return (config.prompt_budget, config.budget_wording)
 
 
 def reusable_for(loaded: str, model_path: str, tokenizer: str | None) -> bool:

@@ -43,7 +43,7 @@ import ray
 from ray_effreason.answer_extraction import extract_last_boxed
 from ray_effreason.config import EvalConfig
 from ray_effreason.config_tree import to_dict
-from ray_effreason.eval_actors import EvalActorCache, EvalActors, actor_settings
+from ray_effreason.eval_actors import EvalActorCache, EvalActors, actor_settings, prompt_wording
 from ray_effreason.eval_inputs import check_models, check_settings, check_weights, load_tasks, model_names
 from ray_effreason.evaluation import append_records, completed_keys, read_records
 from ray_effreason.seeding import sample_seed
@@ -78,14 +78,15 @@ def evaluation_actors(config: EvalConfig, model_path: str, device: str, budget: 
                           task=TaskSet(tasks), model_path=model_path, tokenizer_path=config.model.tokenizer,
                           device=device, rollout=replace(config.rollout, max_new_tokens=budget),
                           reward=config.reward, seed=config.seed, verifier_cpus=VERIFIER_CPUS)
-    return EvalActors(actors, model_path, tokenizer, tasks, actor_settings(config, device), budget)
+    return EvalActors(actors, model_path, tokenizer, tasks, actor_settings(config, device), budget,
+                      prompt_wording(config))
 
 
 def evaluate_model(config: EvalConfig, session: EvalActors, model: str, pending: dict[str, list[tuple[Example, int]]],
                    totals: dict[str, int], records_path: Path) -> dict[str, int]:
     """Generate, grade and append the pending samples of one model; returns new samples per task."""
     generated: dict[str, int] = {}
-    for name, task in session.tasks.items():
+    for name, task in session.tasks_for(config).items():
         if not pending[name]:
             continue
         examples = {example.id: example for example in task.examples}

@@ -7,6 +7,7 @@ run), everything else reuses their output directories.
 import importlib.util
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -15,6 +16,7 @@ import torch
 from conftest import records_by_model, same_records
 from transformers import AutoTokenizer
 
+from ray_effreason.budget_prompts import with_budget
 from ray_effreason.config import EvalConfig
 from ray_effreason.config_tree import from_flat
 from ray_effreason.eval_actors import EvalActorCache, actor_settings, generation_budget, reusable_for
@@ -224,6 +226,11 @@ def test_task_set_grades_each_example_with_its_own_task(data_dir):
             assert graders.grade(f"so \\boxed{{{example.gold}}}", example) is True
             wrong = "Z" if example.choices else str(int(example.gold) + 1)
             assert graders.grade(f"so \\boxed{{{wrong}}}", example) is False
+    # a stated budget rewrites the prompts after loading (the comparison's prompted rows): graded as before
+    for example in with_budget(tasks["gsm8k"].examples[:5], 8, "tale"):
+        assert graders.grade(f"so \\boxed{{{example.gold}}}", example) is True
+    with pytest.raises(KeyError):  # an example of no task in the set
+        graders.grade("so \\boxed{1}", replace(tasks["gsm8k"].examples[0], id="elsewhere"))
 
 
 # ---------------------------------------------------------------- one set of actors for a family
@@ -254,16 +261,22 @@ def synthetic_config(models: list[str], output: Path, **flat) -> EvalConfig:
 def test_the_next_checkpoint_and_the_next_evaluation_reuse_the_actors_and_sample_as_their_own_would(
         ray_cluster, tiny_model, retrained_model, tmp_path):
     forced = dict(names="tiny-forced", force_answer=True, max_new_tokens=8, forced_answer_tokens=4)
+    prompted = dict(names="tiny-prompted", prompt_budget=8)
     # room for the forced run's budget (8 + 4 + 64 > 16): the plain run's actors fit it
     with EvalActorCache(generation_budget(synthetic_config([tiny_model], tmp_path, **forced))) as actors:
         evaluate(synthetic_config([tiny_model, retrained_model], tmp_path / "both"), actors=actors)
         kept = actors.current.actors
         # the sweep's forced budgets: the first model again, answers forced at a smaller budget, on the same actors
         evaluate(synthetic_config([tiny_model], tmp_path / "forced", **forced), actors=actors)
-        assert actors.started == 1 and actors.current.actors is kept and actors.current.model_path == tiny_model
+        assert actors.current.model_path == tiny_model
+        # the comparison's prompted budget: the same problems, every prompt rewritten, on the same actors
+        evaluate(synthetic_config([retrained_model], tmp_path / "prompted", **prompted), actors=actors)
+        assert actors.started == 1 and actors.current.actors is kept
+        assert all("less than 8 tokens" in example.prompt for example in actors.current.tasks["synthetic"].examples)
     assert actors.current is None  # stopped on leaving the block
     evaluate(synthetic_config([retrained_model], tmp_path / "alone"))
     evaluate(synthetic_config([tiny_model], tmp_path / "forced-alone", **forced))
+    evaluate(synthetic_config([retrained_model], tmp_path / "prompted-alone", **prompted))
     both, alone = records_by_model(tmp_path / "both" / RECORDS), records_by_model(tmp_path / "alone" / RECORDS)
     first, second = (both[Path(path).name] for path in (tiny_model, retrained_model))
     assert same_records(second, alone[Path(retrained_model).name])
@@ -271,12 +284,17 @@ def test_the_next_checkpoint_and_the_next_evaluation_reuse_the_actors_and_sample
     # the first model's weights loaded back into the workers: its forced samples are those of its own workers
     assert same_records(records_by_model(tmp_path / "forced" / RECORDS)["tiny-forced"],
                         records_by_model(tmp_path / "forced-alone" / RECORDS)["tiny-forced"])
+    # the prompted samples are those of actors started for them, and not the plain ones: the new prompts were used
+    prompted_kept = records_by_model(tmp_path / "prompted" / RECORDS)["tiny-prompted"]
+    assert same_records(prompted_kept, records_by_model(tmp_path / "prompted-alone" / RECORDS)["tiny-prompted"])
+    assert not same_records(prompted_kept, second)
 
 
-def test_actor_settings_leave_out_the_budget_and_sampling_but_not_the_prompts(tmp_path):
+def test_actor_settings_leave_out_the_budget_sampling_and_prompts_but_not_the_problems(tmp_path):
     plain = synthetic_config(["m"], tmp_path)
-    same = [dict(force_answer=True, max_new_tokens=8), dict(temperature=1.0), dict(limit=2), dict(names="x")]
-    other = [dict(prompt_budget=8), dict(tasks="gsm8k"), dict(num_verifiers=2), dict(seed=1),
+    same = [dict(force_answer=True, max_new_tokens=8), dict(temperature=1.0), dict(limit=2), dict(names="x"),
+            dict(prompt_budget=8), dict(prompt_budget=8, budget_wording="l1")]
+    other = [dict(tasks="gsm8k"), dict(num_verifiers=2), dict(seed=1),
              dict(generator_backend="vllm"), dict(answer_extraction="paper")]
     for flat in same:
         assert actor_settings(synthetic_config(["m"], tmp_path, **flat), "cpu") == actor_settings(plain, "cpu"), flat
