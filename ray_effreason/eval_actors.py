@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from ray_effreason.config import EvalConfig
+from ray_effreason.eval_inputs import load_tasks
 from ray_effreason.tasks import Task
 
 if TYPE_CHECKING:
@@ -44,8 +45,6 @@ class EvalActors:
     def tasks_for(self, config: EvalConfig) -> dict[str, Task]:
         """`config`'s tasks in these workers' tokenizer: the loaded ones, or loaded again when its prompts differ (a
         prompted budget rewrites every prompt; the problems and their grading are the same, so the actors fit)."""
-        from ray_effreason.eval_inputs import load_tasks
-
         if prompt_wording(config) != self.prompts:
             self.tasks, self.prompts = load_tasks(config, self.tokenizer), prompt_wording(config)
         return self.tasks
