@@ -2,9 +2,11 @@
 
 Generation workers and a verifier pool cost seconds to start (each process imports torch and transformers);
 a family of checkpoints of one base, evaluated once plainly and again with forced answers (the sweep's thinking
-budgets, the comparison's cutoffs), needs them once. `EvalActorCache` keeps one set: the next model loads its
-weights into the same workers when `reusable_for` says it fits them and the evaluation's `actor_settings` are
-the ones the actors were started with; otherwise the set is stopped and a new one started.
+budgets, the comparison's cutoffs) or with a budget stated in its prompts (the comparison's prompted and L1 rows),
+needs them once. `EvalActorCache` keeps one set: the next model loads its weights into the same workers when
+`reusable_for` says it fits them and the evaluation's `actor_settings` are the ones the actors were started with;
+otherwise the set is stopped and a new one started. The prompts are not among those settings: the tasks are
+loaded again with the new prompts (`EvalActors.tasks_for`).
 """
 
 from __future__ import annotations
